@@ -1,0 +1,100 @@
+"""One exception root for everything tcptune reports to a user.
+
+The CLI maps these to messages and exit codes in exactly one place; anything else is an internal error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+
+@dataclass(frozen=True)
+class Location:
+    """A place in a file, 1-based, as editors and compilers print it."""
+
+    file: str
+    line: int = 0
+    column: int = 0
+
+    def __str__(self) -> str:
+        if self.line:
+            return f"{self.file}:{self.line}:{self.column}"
+        return self.file
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """A problem found in user input: data first, rendered once at the edge."""
+
+    severity: Severity
+    location: Location
+    message: str
+    key: str | None = None
+    hint: str | None = None
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity == "error"
+
+    def __str__(self) -> str:
+        text = f"{self.location}: "
+        if self.severity == "warning":
+            text += "warning: "
+        if self.key:
+            text += f"{self.key}: "
+        text += self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return text
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "severity": self.severity,
+            "file": self.location.file,
+            "line": self.location.line,
+            "column": self.location.column,
+            "key": self.key,
+            "message": self.message,
+            "hint": self.hint,
+        }
+
+
+class TcptuneError(Exception):
+    """Root of every error that is the user's or the machine's, not tcptune's."""
+
+    exit_code = 1
+
+
+@dataclass
+class ProfileError(TcptuneError):
+    """A profile could not be loaded at all; carries every diagnostic found."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(str(d) for d in self.diagnostics)
+
+
+class UsageError(TcptuneError):
+    """A command was asked for something it cannot do (bad option combination, missing state)."""
+
+
+class PermissionProblem(TcptuneError):
+    """The operation needs privileges this process does not have."""
+
+
+class LiveStateError(TcptuneError):
+    """Reading or writing /proc/sys or sysctl.d failed in a way the user must act on."""
+
+
+class ApplyFailed(TcptuneError):
+    """An apply stopped part-way; the message says what was restored and what was not."""
+
+    exit_code = 3
+
+
+class FleetError(TcptuneError):
+    """A fleet run could not start or its inventory is unusable."""
