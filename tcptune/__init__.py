@@ -1,0 +1,14 @@
+"""tcptune: declarative Linux TCP sysctl profiles.
+
+The data flow, one line: profile file -> Profile -> validated against the Catalog -> Plan against live state ->
+applied -> Journal. Usable as a library: ``from tcptune import load_profile, validate``.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .profile import Profile, load_profile
+from .validate import Verdict, validate
+
+__all__ = ["Profile", "Verdict", "__version__", "load_profile", "validate"]
