@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 from enum import Enum
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,7 +39,8 @@ class ShowFormat(str, Enum):
     sysctl = "sysctl"
 
 
-ProfileArg = Annotated[str, typer.Argument(help="Profile file, or the name of a built-in profile (see 'tcptune profiles').")]
+ProfileArg = Annotated[str, typer.Argument(
+    help="Profile file, or the name of a built-in profile (see 'tcptune profiles').")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 
@@ -65,7 +65,8 @@ def _root(
 def validate(
     profiles: Annotated[list[str], typer.Argument(help="Profile files or built-in names.")],
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
-    container: Annotated[bool, typer.Option("--container", help="Warn about global keys (read-only in a container).")] = False,
+    container: Annotated[bool, typer.Option(
+        "--container", help="Warn about global keys (read-only in a container).")] = False,
     fmt: FormatOpt = Format.text,
 ) -> None:
     """Check profiles against the key catalog. Exit 0 if all are valid, 1 if any is not."""

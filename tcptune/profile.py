@@ -155,8 +155,9 @@ def _read_document(path: Path) -> _Document:
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 text (byte {exc.start})") from None
 
-    loader = _StrictLoader(text)
+    loader: _StrictLoader | None = None
     try:
+        loader = _StrictLoader(text)  # the reader rejects control characters already here
         root = loader.get_single_node()
     except _Reject as exc:
         raise fail(exc.message, exc.mark, exc.hint) from None
@@ -169,7 +170,8 @@ def _read_document(path: Path) -> _Document:
     except RecursionError:
         raise fail("YAML is nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
     if root is None:
         raise fail("profile is empty", hint="a mapping with 'settings:' and optional name, description, extends")
@@ -206,7 +208,7 @@ def _read_document(path: Path) -> _Document:
                 err(f"'{field_name}' must be text", value_node.start_mark)
                 continue
             value = value_node.value
-            if "\n" in value.strip() and field_name == "name" or any(ord(c) < 32 and c not in "\n\t" for c in value):
+            if ("\n" in value.strip() and field_name == "name") or any(ord(c) < 32 and c not in "\n\t" for c in value):
                 err(f"'{field_name}' contains control characters", value_node.start_mark)
                 continue
             if field_name == "name":
@@ -323,8 +325,9 @@ def _merge(doc: _Document, stack: list[Path], cache: dict[Path, _Document], prob
             continue
         resolved = parent_path.resolve()
         if resolved in stack:
+            again = cache[resolved].name if resolved in cache else ref
             problems.append(Diagnostic("error", where, "extends cycle", key="extends",
-                                       hint=f"chain: {names} -> {ref}"))
+                                       hint=f"chain: {names} -> {again}"))
             continue
         try:
             parent = _cached(parent_path, cache)

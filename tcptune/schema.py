@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from . import catalog
-from .profile import FIELDS
 
 UNIT_PATTERNS = {
     "bytes": r"^\s*\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]|[bB])?\s*$",

@@ -177,7 +177,8 @@ def _port_range_vs_unprivileged(verdict: Verdict) -> Iterable[Diagnostic]:
         source = "as this profile sets it" if start else "the kernel default; set it lower in this profile if meant"
         yield Diagnostic("error", _at(verdict, "net.ipv4.ip_local_port_range"),
                          f"low port {ports[0]} is below net.ipv4.ip_unprivileged_port_start ({floor}, {source})",
-                         key="net.ipv4.ip_local_port_range", hint="the kernel rejects a range that overlaps privileged ports")
+                         key="net.ipv4.ip_local_port_range",
+                         hint="the kernel rejects a range that overlaps privileged ports")
     elif ports[0] % 2 == ports[1] % 2:
         yield Diagnostic("warning", _at(verdict, "net.ipv4.ip_local_port_range"),
                          "low and high have the same parity", key="net.ipv4.ip_local_port_range",

@@ -119,7 +119,7 @@ def parse_number(raw: object, unit: str, units_accepted: bool) -> int:
     value = float(number) * factor
     if abs(value - round(value)) > 1e-9:
         raise ValueProblem(f"{raw!r} is not a whole number of {unit}", _unit_hint(unit))
-    return int(round(value))
+    return round(value)
 
 
 def parse_value(raw: object, shape: str, unit: str = "none", units_accepted: bool = False) -> Parsed:
@@ -154,7 +154,8 @@ def parse_value(raw: object, shape: str, unit: str = "none", units_accepted: boo
         return tuple(parse_number(p, unit, units_accepted) for p in parts)
     if shape == "portlist":
         if isinstance(raw, bool) or raw is None:
-            raise ValueProblem(f"expected a port list, got {_kind(raw)}", "e.g. \"8080,9000-9100\" or [8080, \"9000-9100\"]")
+            raise ValueProblem(f"expected a port list, got {_kind(raw)}",
+                               "e.g. \"8080,9000-9100\" or [8080, \"9000-9100\"]")
         if isinstance(raw, int):
             return format_portlist(parse_portlist(str(raw)))
         if isinstance(raw, (list, tuple)):

@@ -1,0 +1,3 @@
+from tcptune.cli import main
+
+main()

@@ -1,0 +1,98 @@
+"""The loader: inheritance, origins, name normalisation, limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tcptune.errors import ProfileError
+from tcptune.profile import MAX_PROFILE_BYTES, load_profile
+from tcptune.validate import validate
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "profiles" / "good"
+
+
+def write(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_child_value_wins_over_parent_and_origin_is_recorded() -> None:
+    profile = load_profile(FIXTURES / "child.yaml")
+    assert profile.settings["net.ipv4.tcp_fin_timeout"].value == 20
+    assert profile.settings["net.ipv4.tcp_fin_timeout"].origin == "child"
+    assert profile.settings["net.ipv4.tcp_tw_reuse"].origin == "parent"
+    assert profile.chain == ("parent", "child")
+
+
+def test_later_parent_in_list_wins(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", "settings:\n  net.ipv4.tcp_fin_timeout: 10\n")
+    write(tmp_path, "b.yaml", "settings:\n  net.ipv4.tcp_fin_timeout: 11\n")
+    child = write(tmp_path, "c.yaml", "extends: [a.yaml, b.yaml]\nsettings: {}\n")
+    assert load_profile(child).settings["net.ipv4.tcp_fin_timeout"].value == 11
+
+
+def test_bare_key_name_is_normalised_to_full_name(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.yaml", "settings:\n  tcp_fin_timeout: 30\n")
+    assert list(load_profile(path).settings) == ["net.ipv4.tcp_fin_timeout"]
+
+
+def test_slash_key_name_is_normalised(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.yaml", "settings:\n  net/ipv4/tcp_fin_timeout: 30\n")
+    assert list(load_profile(path).settings) == ["net.ipv4.tcp_fin_timeout"]
+
+
+def test_name_defaults_to_file_stem(tmp_path: Path) -> None:
+    path = write(tmp_path, "edge-proxy.yaml", "settings:\n  tcp_fin_timeout: 30\n")
+    assert load_profile(path).name == "edge-proxy"
+
+
+def test_builtin_profile_is_found_by_name() -> None:
+    assert load_profile("base").name == "base"
+
+
+def test_missing_profile_suggests_builtin_names() -> None:
+    with pytest.raises(ProfileError) as info:
+        load_profile("web-servr")
+    assert "did you mean 'web-server'" in str(info.value)
+
+
+def test_oversized_file_is_rejected_without_parsing(tmp_path: Path) -> None:
+    path = write(tmp_path, "big.yaml", "#" * (MAX_PROFILE_BYTES + 1))
+    with pytest.raises(ProfileError, match="limited to"):
+        load_profile(path)
+
+
+def test_non_utf8_file_is_a_diagnostic(tmp_path: Path) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes(b"settings:\n  tcp_fin_timeout: \xff\n")
+    with pytest.raises(ProfileError, match="not UTF-8"):
+        load_profile(path)
+
+
+def test_deep_nesting_is_a_diagnostic_not_a_crash(tmp_path: Path) -> None:
+    path = write(tmp_path, "deep.yaml", "[" * 5000 + "]" * 5000)
+    with pytest.raises(ProfileError):
+        load_profile(path)
+
+
+def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
+    path = write(tmp_path, "many.yaml", "colour: red\nsettings:\n  tcp_fin_timeout: -1\n  tcp_nope: 1\n"
+                                        "  net.ipv4.tcp_rmem: [1, 2]\n")
+    errors = validate(load_profile(path)).errors
+    assert len(errors) == 4
+    assert [e.location.line for e in errors] == [1, 3, 4, 5]
+
+
+def test_multiple_documents_are_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "two.yaml", "settings: {}\n---\nsettings: {}\n")
+    with pytest.raises(ProfileError, match="YAML"):
+        load_profile(path)
+
+
+def test_fingerprint_changes_with_values(tmp_path: Path) -> None:
+    a = load_profile(write(tmp_path, "a.yaml", "settings:\n  tcp_fin_timeout: 30\n"))
+    b = load_profile(write(tmp_path, "b.yaml", "settings:\n  tcp_fin_timeout: 31\n"))
+    assert a.fingerprint() != b.fingerprint()

@@ -1,0 +1,36 @@
+"""Repository-level checks that CI must keep true: lint, the shipped profiles, README's commands."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_ruff_is_clean() -> None:
+    ruff = shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff not installed")
+    result = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_builtin_profiles_validate_through_the_cli() -> None:
+    profiles = sorted(str(p) for p in (ROOT / "profiles").glob("*.yaml"))
+    assert len(profiles) >= 8
+    result = subprocess.run([sys.executable, "-m", "tcptune", "validate", "--strict", *profiles],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ci_runs_exactly_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    ci = (ROOT / ".ci" / "run").read_text()
+    command = "./scripts/bootstrap --test && python3 -m pytest"
+    assert command in readme
+    assert ci.strip().splitlines()[-1] == command

@@ -1,0 +1,69 @@
+"""The one normalisation and the user-value parser."""
+
+from __future__ import annotations
+
+import pytest
+
+from tcptune.values import ValueProblem, canonical, format_kernel, parse_value
+
+
+@pytest.mark.parametrize(("kernel", "user"), [
+    ("4096\t131072\t6291456", "4096 131072 6291456"),
+    ("4096 131072 6291456\n", [4096, 131072, 6291456]),
+    ("060", 60),
+    ("32768\t60999", "32768 60999"),
+    ("8080,9000-9100", "9000-9100, 8080"),
+    ("cubic\n", " cubic "),
+    ("", ""),
+])
+def test_kernel_formatting_is_not_drift(kernel: str, user: object) -> None:
+    assert canonical(kernel) == canonical(user)
+
+
+def test_real_difference_is_drift() -> None:
+    assert canonical("4096\t131072\t6291456") != canonical("4096 131072 16777216")
+
+
+@pytest.mark.parametrize(("raw", "unit", "expected"), [
+    ("16MiB", "bytes", (16777216,)),
+    ("64 KiB", "bytes", (65536,)),
+    ("1MB", "bytes", (1000000,)),
+    ("30s", "seconds", (30,)),
+    ("2m", "seconds", (120,)),
+    ("1h", "seconds", (3600,)),
+    ("250ms", "milliseconds", (250,)),
+    (42, "seconds", (42,)),
+    ("42", "count", (42,)),
+])
+def test_units(raw: object, unit: str, expected: tuple[int, ...]) -> None:
+    assert parse_value(raw, "int", unit, units_accepted=True) == expected
+
+
+@pytest.mark.parametrize("raw", ["1.5s", "16M", "500ms"])
+def test_ambiguous_or_fractional_units_are_rejected(raw: str) -> None:
+    with pytest.raises(ValueProblem):
+        parse_value(raw, "int", "bytes" if "M" in raw else "seconds", units_accepted=True)
+
+
+def test_units_are_refused_for_pages() -> None:
+    with pytest.raises(ValueProblem):
+        parse_value(["1MiB", "2MiB", "3MiB"], "triple", "pages", units_accepted=False)
+
+
+def test_triple_from_string_and_list_agree() -> None:
+    from_list = parse_value([4096, 87380, 6291456], "triple", "bytes")
+    assert parse_value("4096  87380 6291456", "triple", "bytes") == from_list
+
+
+def test_port_list_is_merged_and_sorted() -> None:
+    assert parse_value([9001, "8080", "9000-9100"], "portlist") == "8080,9000-9100"
+    assert parse_value("", "portlist") == ""
+
+
+def test_kernel_text_uses_single_spaces() -> None:
+    assert format_kernel((4096, 131072, 16777216)) == "4096 131072 16777216"
+
+
+def test_control_characters_are_rejected() -> None:
+    with pytest.raises(ValueProblem):
+        parse_value("bbr\nvm.swappiness=0", "string")
