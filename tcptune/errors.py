@@ -90,6 +90,12 @@ class LiveStateError(TcptuneError):
     """Reading or writing /proc/sys or sysctl.d failed in a way the user must act on."""
 
 
+class ConfirmationNeeded(UsageError):
+    """A change needs confirmation and there is no terminal to ask on (scripts pass --yes)."""
+
+    exit_code = 64
+
+
 class ApplyFailed(TcptuneError):
     """An apply stopped part-way; the message says what was restored and what was not."""
 

@@ -1,0 +1,402 @@
+"""Execute a Plan against /proc/sys: lock, journal first, write in order, restore on failure, verify, persist.
+
+Also ``rollback`` (itself journaled) and the drift view used by ``diff``. The core never prints: results and
+errors carry plain words and the CLI renders them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from . import persist
+from .errors import ApplyFailed, LiveStateError, PermissionProblem, UsageError
+from .journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, UNDOABLE, Journal, StateDir
+from .live import ProcSys, WriteOutcome, write_all
+from .plan import MISSING, READ_ONLY, UNREADABLE, BootState, Change, Drift, KeyState, Plan, boot_states, plan
+from .values import canonical
+
+REAL_PROC_SYS = "/proc/sys"
+WRITE_DELAY_ENV = "TCPTUNE_TEST_WRITE_DELAY"
+"""Seconds to sleep before each write: lets real-kernel tests kill an apply between two writes."""
+
+
+class Target(NamedTuple):
+    """Where tcptune reads, writes and keeps state: the real machine by default, temporary trees in tests."""
+
+    proc_root: str = REAL_PROC_SYS
+    state_dir: str = "/var/lib/tcptune"
+    sysctl_dir: str = "/etc/sysctl.d"
+    sysctl_root: str = "/"
+    """Root of the tree whose sysctl.d directories are read to predict boot-time values."""
+
+    @property
+    def proc(self) -> ProcSys:
+        return ProcSys(self.proc_root)
+
+    @property
+    def state(self) -> StateDir:
+        return StateDir(self.state_dir)
+
+    @property
+    def own_file(self) -> str:
+        return os.path.join(self.sysctl_dir, persist.DEFAULT_FILE_NAME)
+
+    @property
+    def is_real_kernel(self) -> bool:
+        return os.path.realpath(self.proc_root) == REAL_PROC_SYS
+
+
+class Desired(NamedTuple):
+    """What should be in force: a validated profile reduced to what apply needs (also what the journal keeps)."""
+
+    name: str
+    fingerprint: str
+    values: dict[str, str]
+    source: str | None = None
+    scopes: Mapping[str, str] | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "fingerprint": self.fingerprint, "source": self.source,
+                "values": self.values, "scopes": dict(self.scopes or {})}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Desired:
+        return cls(str(data.get("name", "?")), str(data.get("fingerprint", "")),
+                   {str(k): str(v) for k, v in dict(data.get("values", {})).items()}, data.get("source"),
+                   {str(k): str(v) for k, v in dict(data.get("scopes", {})).items()})
+
+
+def require_root(target: Target, action: str) -> None:
+    """Writing the real /proc/sys needs root: say so before anything else (a --proc-root tree does not)."""
+    if target.is_real_kernel and os.geteuid() != 0:
+        raise PermissionProblem(f"'tcptune {action}' changes kernel settings and must run as root (try sudo); "
+                                "'tcptune diff' works without root")
+
+
+def make_plan(desired: Desired, target: Target) -> Plan:
+    """Read the live value of every desired key and compare."""
+    live = target.proc.read_many(desired.values)
+    return plan(desired.values, live, profile=desired.name, fingerprint=desired.fingerprint, scopes=desired.scopes)
+
+
+def drift(desired: Desired, target: Target, *, check_boot: bool = True,
+          defaults: Mapping[str, str] | None = None) -> Drift:
+    """``diff``: the live plan plus what systemd-sysctl / ``sysctl --system`` would set at the next boot.
+
+    ``defaults`` are the kernel's defaults of keys (from the catalog): what a key no file sets returns to.
+    """
+    current = make_plan(desired, target)
+    boot: list[BootState] = []
+    if check_boot:
+        found = persist.boot_values(target.sysctl_root, desired.values)
+        boot = boot_states(desired.values, found, os.path.abspath(target.own_file), defaults)
+    return Drift(current, boot, check_boot)
+
+
+# ---- apply ----------------------------------------------------------------------------------------------------
+
+
+class ApplyResult:
+    """What an apply did; the CLI renders it. (A plain class: dataclasses cost import time on every command.)"""
+
+    def __init__(self, plan: Plan, skipped: list[KeyState]) -> None:
+        self.plan, self.skipped = plan, skipped
+        self.journal_id: str | None = None
+        self.outcome: WriteOutcome | None = None
+        self.mismatches: list[tuple[str, str | None, str]] = []
+        """(key, live after the write, expected): the kernel clamped or ignored a value."""
+        self.persisted: str | None = None
+        self.persist_changed = False
+        self.overridden: list[BootState] = []
+        """Keys of tcptune's file that a later sysctl.d file overrides at boot."""
+        self.persist_outside_boot_path = False
+
+    @property
+    def written(self) -> list[str]:
+        return list(self.outcome.applied) if self.outcome else []
+
+
+def split_blocked(current: Plan, *, skip_missing: bool, skip_readonly: bool) -> tuple[Plan, list[KeyState]]:
+    """Refuse up front (nothing written) for keys that cannot be set here, unless told to skip them."""
+    blocked = current.blocked
+    refuse = [k for k in blocked if k.status == UNREADABLE
+              or (k.status == MISSING and not skip_missing) or (k.status == READ_ONLY and not skip_readonly)]
+    if refuse:
+        lines = [f"  {k.key}: {_blocked_text(k)}" for k in refuse]
+        hints = []
+        if any(k.status == MISSING for k in refuse):
+            hints.append("--skip-missing applies the rest and skips keys this kernel lacks")
+        if any(k.status == READ_ONLY for k in refuse):
+            hints.append("--skip-readonly applies the rest and leaves host-wide keys to the host")
+        raise LiveStateError("nothing was changed; these keys cannot be set here:\n" + "\n".join(lines)
+                             + ("\n" + "; ".join(hints) if hints else ""))
+    skipped = [k for k in blocked if k not in refuse]
+    from .plan import without
+
+    return without(current, {k.key for k in skipped}), skipped
+
+
+def _blocked_text(state: KeyState) -> str:
+    if state.status == MISSING:
+        return "missing on this kernel" + (f": {state.note}" if state.note else "")
+    if state.status == READ_ONLY:
+        return "read-only here" + (f": {state.note}" if state.note else "")
+    return state.note or "unreadable"
+
+
+def persist_preview(desired: Desired, target: Target, skipped: list[KeyState]) -> str | None:
+    """The new content of tcptune's sysctl.d file if applying would change it, else None."""
+    content = persist.render_sysctl_conf(desired.name, desired.fingerprint, desired.values,
+                                         ignore_errors={k.key for k in skipped})
+    return None if _read_own(target.own_file) == content else content
+
+
+def apply(desired: Desired, target: Target, confirmed: Plan, *, skip_missing: bool = False,
+          skip_readonly: bool = False, write_persist: bool = True) -> ApplyResult:
+    """Apply ``desired`` to ``target``. ``confirmed`` is the plan the user saw; a different live state aborts.
+
+    Order: lock, refuse if an interrupted apply is waiting for rollback, re-plan, journal (fsync'd), write each
+    change (restoring all on the first failure), verify by re-reading, persist atomically, finish the journal.
+    """
+    require_root(target, "apply")
+    state = target.state
+    with state.lock():
+        _refuse_if_interrupted(state)
+        current, skipped = split_blocked(make_plan(desired, target), skip_missing=skip_missing,
+                                         skip_readonly=skip_readonly)
+        skipped_keys = {k.key for k in skipped}
+        if list(current.changes) != [c for c in confirmed.changes if c.key not in skipped_keys]:
+            raise LiveStateError("live values changed since the plan was shown (another tool or person?); "
+                                 "nothing was changed: run the command again to see the new plan")
+        result = ApplyResult(current, skipped)
+        content = persist.render_sysctl_conf(desired.name, desired.fingerprint, desired.values,
+                                             ignore_errors=skipped_keys) if write_persist else None
+        previous = _read_own(target.own_file) if write_persist else None
+        persist_needed = write_persist and previous != content
+        if not current.changes and not persist_needed:
+            state.write_last_applied(_last_record(desired, target))
+            result.persisted = target.own_file if write_persist else None
+            _check_overrides(result, desired, target, write_persist)
+            return result
+
+        journal = state.begin(
+            "apply", profile={"name": desired.name, "fingerprint": desired.fingerprint, "source": desired.source},
+            desired=desired.as_dict(), proc_root=target.proc_root,
+            changes=[c.as_dict() for c in current.changes], skipped=[k.key for k in skipped],
+            persist={"path": target.own_file, "planned": persist_needed, "previous": previous,
+                     "new": content if persist_needed else None, "written": False})
+        result.journal_id = journal.id
+        outcome = write_all(target.proc, [(c.key, c.new, c.old) for c in current.changes], _before_each())
+        result.outcome = outcome
+        if not outcome.ok:
+            _fail(journal, outcome)
+        result.mismatches = _verify(target.proc, current.changes)
+        if persist_needed:
+            assert content is not None
+            try:
+                os.makedirs(target.sysctl_dir, mode=0o755, exist_ok=True)
+                persist.atomic_write(target.own_file, content, 0o644)
+            except OSError as exc:
+                undo = write_all(target.proc, [(c.key, c.old, c.new) for c in reversed(current.changes)])
+                problem = f"could not write {target.own_file}: {exc.strerror or exc}"
+                if undo.ok:
+                    journal.finish(FAILED, error=problem, restored=undo.applied)
+                    raise LiveStateError(f"{problem}; the {len(undo.applied)} changed key(s) were restored, "
+                                         "nothing is changed") from None
+                journal.finish(INCOMPLETE, error=problem)
+                raise ApplyFailed(f"{problem}; restoring the live values failed too: "
+                                  + _describe_failure(undo)) from None
+            persist_record = dict(journal.data["persist"], written=True)
+            journal.update(persist=persist_record)
+            result.persist_changed = True
+        result.persisted = target.own_file if write_persist else None
+        journal.finish(COMPLETE, written=outcome.applied,
+                       mismatches=[{"key": k, "live": lv, "expected": e} for k, lv, e in result.mismatches])
+        state.write_last_applied(_last_record(desired, target))
+        _check_overrides(result, desired, target, write_persist)
+        return result
+
+
+def _before_each() -> Any:
+    delay = float(os.environ.get(WRITE_DELAY_ENV, "0") or 0)
+    if delay <= 0:
+        return None
+
+    def pause(_key: str) -> None:
+        time.sleep(delay)
+
+    return pause
+
+
+def _read_own(path: str) -> str | None:
+    try:
+        return persist.read_text(path)
+    except OSError as exc:
+        raise LiveStateError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
+def _refuse_if_interrupted(state: StateDir) -> None:
+    stuck = state.interrupted()
+    if stuck:
+        journal = stuck[-1]
+        raise UsageError(f"an earlier {journal.kind} ({journal.id}) was interrupted and may have left the machine "
+                         "half-changed; run 'tcptune rollback' first (or 'tcptune rollback --abandon' to accept "
+                         "the current values)")
+
+
+def _fail(journal: Journal, outcome: WriteOutcome) -> None:
+    assert outcome.failed is not None
+    key, reason, message = outcome.failed
+    record = {"failed": {"key": key, "reason": reason, "message": message}, "written": outcome.applied,
+              "restored": outcome.restored, "restore_failed": [list(x) for x in outcome.restore_failed]}
+    if outcome.restore_failed:
+        journal.finish(INCOMPLETE, **record)
+        raise ApplyFailed(_describe_failure(outcome))
+    journal.finish(FAILED, **record)
+    restored = (f"the {len(outcome.restored)} key(s) already changed were restored "
+                f"({', '.join(outcome.restored)}), " if outcome.restored else "")
+    raise LiveStateError(f"{journal.kind} failed at {key}: {message}\n{restored}the machine is as it was before")
+
+
+def _describe_failure(outcome: WriteOutcome) -> str:
+    """Exactly what state the machine is in after a failed restore."""
+    parts = []
+    if outcome.failed:
+        key, _reason, message = outcome.failed
+        parts.append(f"writing {key} failed: {message}")
+    if outcome.restored:
+        parts.append("restored to their previous values: " + ", ".join(outcome.restored))
+    if outcome.restore_failed:
+        parts.append("NOT restored, still at the new value: "
+                     + "; ".join(f"{k} ({why})" for k, why in outcome.restore_failed))
+    parts.append("'tcptune history' shows the journal; 'tcptune rollback' retries the restore")
+    return ". ".join(parts)
+
+
+def _verify(proc: ProcSys, changes: tuple[Change, ...]) -> list[tuple[str, str | None, str]]:
+    """Re-read what was written: the kernel may clamp or ignore a value without failing the write."""
+    mismatches = []
+    for change in changes:
+        now = proc.read(change.key)
+        if now.text is None or canonical(now.text) != canonical(change.new):
+            mismatches.append((change.key, now.text, change.new))
+    return mismatches
+
+
+def _check_overrides(result: ApplyResult, desired: Desired, target: Target, wrote: bool) -> None:
+    if not wrote:
+        return
+    own = os.path.abspath(target.own_file)
+    if own not in [os.path.abspath(f) for f in persist.config_files(target.sysctl_root)]:
+        result.persist_outside_boot_path = True
+        return
+    found = persist.boot_values(target.sysctl_root, desired.values)
+    result.overridden = [b for b in boot_states(desired.values, found, own) if b.overridden]
+
+
+def _last_record(desired: Desired, target: Target) -> dict[str, Any]:
+    return {"profile": desired.as_dict(), "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "proc_root": target.proc_root, "sysctl_file": target.own_file}
+
+
+# ---- rollback -------------------------------------------------------------------------------------------------
+
+
+class RollbackResult:
+    """What a rollback did."""
+
+    def __init__(self, target: dict[str, Any]) -> None:
+        self.target = target
+        self.journal_id: str | None = None
+        self.plan: Plan | None = None
+        self.outcome: WriteOutcome | None = None
+        self.file_action: str | None = None
+        """"restored", "removed", "left" (changed since by someone else), or None (nothing to do)."""
+        self.file_note: str | None = None
+        self.skipped: list[KeyState] = []
+
+
+def rollback_candidate(state: StateDir, ref: str | None) -> Journal:
+    if ref is not None:
+        journal = state.find(ref)
+        if journal.kind != "apply":
+            raise UsageError(f"{journal.id} is a {journal.kind}, not an apply; pick an apply from 'tcptune history'")
+        if journal.status not in UNDOABLE:
+            raise UsageError(f"apply {journal.id} is {journal.status}: nothing of it is left to undo")
+        return journal
+    for journal in reversed(state.journals()):
+        if journal.kind == "apply" and journal.status in UNDOABLE:
+            return journal
+    raise UsageError("nothing to roll back: no apply in the journal is still in effect (see 'tcptune history')")
+
+
+def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -> RollbackResult:
+    """Put back the values (and the persisted file) recorded before an apply; journaled like an apply."""
+    require_root(target, "rollback")
+    state = target.state
+    with state.lock():
+        # an interrupted rollback is finished by rolling back its apply again: it only writes what still differs
+        for stale in state.interrupted():
+            if stale.kind == "rollback":
+                stale.finish("abandoned", note="interrupted; superseded by a new rollback")
+        journal = rollback_candidate(state, ref)
+        result = RollbackResult(journal.summary())
+        recorded_root = journal.data.get("proc_root")
+        if recorded_root and os.path.realpath(recorded_root) != os.path.realpath(target.proc_root):
+            raise UsageError(f"apply {journal.id} was made against {recorded_root}, not {target.proc_root}; "
+                             f"run rollback with --proc-root {recorded_root}")
+        if abandon:
+            journal.finish("abandoned", note="abandoned by the user: current values accepted")
+            return result
+        changes = [Change(c["key"], c["old"], c["new"]) for c in journal.changes]
+        live = target.proc.read_many(c.key for c in changes)
+        back = plan({c.key: c.old for c in changes}, live, profile=f"rollback of {journal.id}")
+        writable_back, skipped = split_blocked(back, skip_missing=True, skip_readonly=True)
+        result.plan, result.skipped = writable_back, skipped
+        record = dict(journal.data.get("persist") or {})
+        path = record.get("path")
+        file_current = _read_own(path) if path else None
+        file_restore = bool(path) and record.get("planned") and file_current != record.get("previous")
+        if file_restore and file_current != record.get("new"):
+            file_restore = False
+            result.file_action = "left"
+            result.file_note = (f"{path} was changed after apply {journal.id}; left as it is "
+                                "(its previous content is in the journal)")
+        rb = state.begin("rollback", rolls_back=journal.id, profile=journal.data.get("profile"),
+                         proc_root=target.proc_root,
+                         changes=[c.as_dict() for c in writable_back.changes],
+                         persist={"path": path, "planned": file_restore, "previous": file_current,
+                                  "new": record.get("previous") if file_restore else None, "written": False})
+        result.journal_id = rb.id
+        outcome = write_all(target.proc, [(c.key, c.new, c.old) for c in writable_back.changes], _before_each())
+        result.outcome = outcome
+        if not outcome.ok:
+            _fail(rb, outcome)
+        if file_restore:
+            previous = record.get("previous")
+            try:
+                persist.restore_file(path, previous)
+            except OSError as exc:
+                rb.finish(INCOMPLETE, error=f"could not restore {path}: {exc.strerror or exc}",
+                          written=outcome.applied)
+                raise ApplyFailed(f"the live values were restored, but {path} could not be restored: "
+                                  f"{exc.strerror or exc}; its previous content is in journal {journal.id}") from None
+            result.file_action = "restored" if previous is not None else "removed"
+        rb.finish(COMPLETE, written=outcome.applied, skipped=[k.key for k in skipped])
+        journal.finish(ROLLED_BACK, rolled_back_by=rb.id)
+        _reset_last_applied(state)
+        return result
+
+
+def _reset_last_applied(state: StateDir) -> None:
+    """After a rollback, ``diff`` without a profile compares against the apply that is in force again, if any."""
+    for journal in reversed(state.journals()):
+        if journal.kind == "apply" and journal.status == COMPLETE and journal.data.get("desired"):
+            state.write_last_applied({"profile": journal.data["desired"], "applied": journal.data.get("finished"),
+                                      "proc_root": journal.data.get("proc_root"),
+                                      "sysctl_file": (journal.data.get("persist") or {}).get("path")})
+            return
+    state.clear_last_applied()

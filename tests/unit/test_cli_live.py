@@ -1,0 +1,205 @@
+"""diff / apply / history / rollback through the real entry point, on temporary /proc/sys and sysctl.d trees."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tcptune.cli import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_USAGE, run
+from tcptune.journal import StateDir
+
+PROFILE = """\
+name: tt3-web
+settings:
+  net.ipv4.tcp_fin_timeout: 15
+  net.ipv4.tcp_rmem: "4096 131072 6291456"
+  net.core.somaxconn: 8192
+"""
+LIVE = {"net/ipv4/tcp_fin_timeout": "60", "net/ipv4/tcp_rmem": "4096\t131072\t6291456",
+        "net/core/somaxconn": "4096", "net/ipv4/tcp_tw_reuse": "2"}
+
+
+class Env:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.proc = root / "proc"
+        self.state = root / "state"
+        self.sysctl_root = root / "sysroot"
+        self.own = self.sysctl_root / "etc/sysctl.d/90-tcptune.conf"
+        self.profile = root / "web.yaml"
+
+    def live(self, rel: str) -> str:
+        return (self.proc / rel).read_text().rstrip("\n")
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
+    e = Env(tmp_path)
+    for rel, text in LIVE.items():
+        (e.proc / rel).parent.mkdir(parents=True, exist_ok=True)
+        (e.proc / rel).write_text(text + "\n")
+    (e.sysctl_root / "etc/sysctl.d").mkdir(parents=True)
+    e.profile.write_text(PROFILE)
+    monkeypatch.setenv("TCPTUNE_PROC_ROOT", str(e.proc))
+    monkeypatch.setenv("TCPTUNE_STATE_DIR", str(e.state))
+    monkeypatch.setenv("TCPTUNE_SYSCTL_ROOT", str(e.sysctl_root))
+    monkeypatch.delenv("TCPTUNE_SYSCTL_DIR", raising=False)
+    monkeypatch.setattr(sys, "stdin", open("/dev/null"))  # noqa: SIM115 - closed by pytest at exit
+    return e
+
+
+def test_diff_exits_2_on_drift_and_shows_each_key(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    out = capsys.readouterr().out
+    assert "net.ipv4.tcp_fin_timeout  60" in out and "differs" in out
+    assert "net.ipv4.tcp_rmem" in out and "\x1b[" not in out  # piped: plain text
+
+
+def test_tabs_in_the_kernels_triple_are_not_drift(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    run(["diff", "--format", "json", str(env.profile)])
+    keys = {k["key"]: k for k in json.loads(capsys.readouterr().out)["keys"]}
+    assert keys["net.ipv4.tcp_rmem"]["status"] == "ok"
+    assert keys["net.ipv4.tcp_rmem"]["live"] == "4096\t131072\t6291456"
+
+
+def test_diff_json_has_one_object_per_key_and_a_summary(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["diff", "-f", "json", str(env.profile)]) == EXIT_DRIFT
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["keys"]) == 3
+    assert data["summary"]["differs"] == 2 and data["summary"]["drift"] is True
+    assert data["keys"][0]["boot"]["status"] == "not persisted"
+
+
+def test_diff_reports_missing_keys(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    env.profile.write_text(PROFILE + "  net.ipv4.tcp_mem: [1, 2, 3]\n")
+    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    assert "missing on this kernel" in capsys.readouterr().out
+
+
+def test_diff_of_an_invalid_profile_exits_1(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    env.profile.write_text("settings:\n  net.ipv4.tcp_fin_timeout: -5\n")
+    assert run(["diff", str(env.profile)]) == EXIT_ERROR
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_diff_without_a_profile_before_any_apply_says_how_to_start(env: Env,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["diff"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "no applied profile" in err and "tcptune apply" in err
+
+
+def test_apply_without_yes_and_without_a_terminal_refuses(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["apply", str(env.profile)]) == EXIT_USAGE
+    assert "pass --yes" in capsys.readouterr().err
+    assert env.live("net/ipv4/tcp_fin_timeout") == "60"
+
+
+def test_dry_run_prints_the_plan_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["apply", "--dry-run", str(env.profile)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "2 to change, 1 already at the desired value" in out
+    assert env.live("net/ipv4/tcp_fin_timeout") == "60"
+    assert not env.own.exists() and not env.state.exists()
+
+
+def test_apply_then_diff_is_clean_and_a_bare_diff_uses_the_applied_profile(
+        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["apply", "--yes", str(env.profile)]) == EXIT_OK
+    assert env.live("net/ipv4/tcp_fin_timeout") == "15"
+    assert "# profile: tt3-web" in env.own.read_text()
+    assert run(["diff", str(env.profile)]) == EXIT_OK
+    assert run(["diff"]) == EXIT_OK
+    assert "no drift" in capsys.readouterr().out
+    env.proc.joinpath("net/core/somaxconn").write_text("128\n")
+    assert run(["diff"]) == EXIT_DRIFT
+
+
+def test_second_apply_is_up_to_date(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    run(["apply", "--yes", str(env.profile)])
+    capsys.readouterr()
+    assert run(["apply", str(env.profile)]) == EXIT_OK  # nothing to confirm: no --yes needed
+    assert "up to date" in capsys.readouterr().out
+    assert len(StateDir(str(env.state)).journals()) == 1
+
+
+def test_apply_json_output(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["apply", "--yes", "--format", "json", str(env.profile)]) == EXIT_OK
+    data = json.loads(capsys.readouterr().out)
+    assert data["applied"] is True and sorted(data["written"]) == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
+
+
+def test_no_persist_leaves_sysctl_d_alone_and_diff_reports_it(env: Env,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["apply", "--yes", "--no-persist", str(env.profile)]) == EXIT_OK
+    assert not env.own.exists()
+    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    assert "not persisted" in capsys.readouterr().out
+    assert run(["diff", "--live-only", str(env.profile)]) == EXIT_OK
+
+
+def test_diff_names_the_file_and_line_that_overrides_ours(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    run(["apply", "--yes", str(env.profile)])
+    later = env.sysctl_root / "usr/lib/sysctl.d/99-vendor.conf"
+    later.parent.mkdir(parents=True)
+    later.write_text("# vendor\nnet.ipv4.tcp_fin_timeout = 30\n")
+    capsys.readouterr()
+    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    out = capsys.readouterr().out
+    assert f"would be 30 from {later}:2, overriding {env.own}:" in out
+
+
+def test_missing_key_refused_before_any_write_unless_skipped(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    env.profile.write_text(PROFILE + "  net.ipv4.tcp_mem: [1, 2, 3]\n")
+    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR
+    assert "net.ipv4.tcp_mem: missing on this kernel" in capsys.readouterr().err
+    assert env.live("net/ipv4/tcp_fin_timeout") == "60"
+    assert run(["apply", "--yes", "--skip-missing", str(env.profile)]) == EXIT_OK
+    assert "warning: skipping net.ipv4.tcp_mem" in capsys.readouterr().out
+
+
+def test_history_and_rollback(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    run(["apply", "--yes", str(env.profile)])
+    capsys.readouterr()
+    assert run(["history"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "tt3-web" in out and "complete" in out
+    assert run(["rollback"]) == EXIT_USAGE  # no terminal, no --yes
+    assert run(["rollback", "--yes"]) == EXIT_OK
+    assert env.live("net/ipv4/tcp_fin_timeout") == "60" and not env.own.exists()
+    capsys.readouterr()
+    run(["history", "--format", "json"])
+    kinds = [(j["kind"], j["status"]) for j in json.loads(capsys.readouterr().out)]
+    assert kinds == [("apply", "rolled-back"), ("rollback", "complete")]
+
+
+def test_an_interrupted_apply_is_announced_by_every_command(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = StateDir(str(env.state)).begin("apply", profile={"name": "tt3-web"}, proc_root=str(env.proc),
+                                             changes=[{"key": "net.core.somaxconn", "old": "4096", "new": "8"}])
+    journal.update(pid=2**22 + 11)
+    env.proc.joinpath("net/core/somaxconn").write_text("8\n")
+    for argv in (["explain", "tcp_fin_timeout"], ["history"], ["diff", str(env.profile)]):
+        run(argv)
+        assert "was interrupted" in capsys.readouterr().err, argv
+    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR
+    assert "run 'tcptune rollback' first" in capsys.readouterr().err
+    assert run(["rollback", "--yes"]) == EXIT_OK
+    assert env.live("net/core/somaxconn") == "4096"
+    run(["history"])
+    assert "was interrupted" not in capsys.readouterr().err
+
+
+def test_apply_on_the_real_kernel_as_non_root_fails_up_front(env: Env, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("TCPTUNE_PROC_ROOT", "/proc/sys")
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR
+    assert "must run as root" in capsys.readouterr().err
+
+
+def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    run(["diff", "--help"])
+    assert "2 drift found" in capsys.readouterr().out

@@ -1,0 +1,122 @@
+"""The planner: desired x live -> Plan. Pure values in, pure values out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tcptune.live import LiveValue
+from tcptune.persist import BootValue, SysctlEntry
+from tcptune.plan import (
+    BOOT_DIFFERS,
+    BOOT_NOT_PERSISTED,
+    BOOT_OK,
+    Change,
+    Drift,
+    boot_states,
+    order_changes,
+    plan,
+)
+
+UNPRIV, RANGE = "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_port_range"
+
+
+def ok(key: str, text: str, writable: bool = True) -> LiveValue:
+    return LiveValue(key, text, "ok", writable)
+
+
+@pytest.mark.parametrize(("live", "desired"), [
+    ("4096\t131072\t6291456", "4096 131072 6291456"),
+    ("4096  131072 6291456 ", "4096 131072 6291456"),
+    ("032768\t60999", "32768 60999"),
+    ("bbr", "bbr"),
+    ("8080,9000-9100", "9000-9100,8080"),
+])
+def test_kernel_formatting_is_not_drift(live: str, desired: str) -> None:
+    result = plan({"k.x": desired}, {"k.x": ok("k.x", live)})
+    assert result.up_to_date
+    assert result.changes == ()
+
+
+def test_unchanged_keys_yield_no_change() -> None:
+    result = plan({"a.b": "1", "a.c": "2"}, {"a.b": ok("a.b", "1"), "a.c": ok("a.c", "3")})
+    assert result.changes == (Change("a.c", "3", "2"),)
+    assert [k.status for k in result.keys] == ["ok", "differs"]
+
+
+def test_statuses_for_keys_that_cannot_be_written() -> None:
+    live = {"net.core.rmem_max": ok("net.core.rmem_max", "212992", writable=False),
+            "net.ipv4.tcp_mem": LiveValue("net.ipv4.tcp_mem", None, "missing", False),
+            "net.x.y": LiveValue("net.x.y", None, "unreadable", False, "not readable")}
+    result = plan({"net.core.rmem_max": "16777216", "net.ipv4.tcp_mem": "1 2 3", "net.x.y": "1", "net.q.z": "1"},
+                  live, scopes={"net.core.rmem_max": "global"})
+    statuses = {k.key: k.status for k in result.keys}
+    assert statuses == {"net.core.rmem_max": "read-only", "net.ipv4.tcp_mem": "missing", "net.x.y": "unreadable",
+                        "net.q.z": "missing"}
+    assert result.changes == ()
+    assert "set it on the host" in (result.keys[0].note or "")
+    assert len(result.blocked) == 4
+
+
+def test_a_read_only_key_already_at_the_desired_value_is_ok() -> None:
+    result = plan({"net.core.rmem_max": "212992"}, {"net.core.rmem_max": ok("net.core.rmem_max", "212992", False)})
+    assert result.up_to_date
+
+
+def test_plan_is_json_serialisable() -> None:
+    result = plan({"a.b": "1"}, {"a.b": ok("a.b", "2")}, profile="p", fingerprint="f")
+    data = json.loads(json.dumps(result.as_dict()))
+    assert data["changes"] == [{"key": "a.b", "old": "2", "new": "1"}]
+    assert data["summary"]["differs"] == 1
+
+
+def test_lowering_the_unprivileged_start_writes_it_first() -> None:
+    changes = [Change(RANGE, "32768 60999", "1100 60999"), Change(UNPRIV, "2000", "1024")]
+    assert [c.key for c in order_changes(changes)] == [UNPRIV, RANGE]
+
+
+def test_raising_the_unprivileged_start_writes_it_last() -> None:
+    changes = [Change(UNPRIV, "1024", "2000"), Change(RANGE, "1500 60999", "32768 60999"),
+               Change("net.ipv4.tcp_fin_timeout", "60", "15")]
+    assert [c.key for c in order_changes(changes)][-1] == UNPRIV
+
+
+def test_other_changes_are_in_key_order() -> None:
+    changes = [Change("b", "1", "2"), Change("a", "1", "2")]
+    assert [c.key for c in order_changes(changes)] == ["a", "b"]
+
+
+def entry(key: str, value: str, file: str, line: int = 1) -> SysctlEntry:
+    return SysctlEntry(key, value, file, line)
+
+
+def test_boot_states_name_the_file_that_overrides_ours() -> None:
+    ours = entry("k", "15", "/etc/sysctl.d/90-tcptune.conf", 4)
+    theirs = entry("k", "30", "/etc/sysctl.d/99-local.conf", 7)
+    boot = {"k": BootValue("k", theirs, (ours,))}
+    (state,) = boot_states({"k": "15"}, boot, "/etc/sysctl.d/90-tcptune.conf")
+    assert state.status == BOOT_DIFFERS and state.overridden
+    assert state.source == theirs and state.shadowed == (ours,)
+
+
+def test_boot_states_ok_and_not_persisted() -> None:
+    ours = entry("a", "1", "/etc/sysctl.d/90-tcptune.conf")
+    states = boot_states({"a": "1", "b": "2"}, {"a": BootValue("a", ours)}, "/etc/sysctl.d/90-tcptune.conf")
+    assert [s.status for s in states] == [BOOT_OK, BOOT_NOT_PERSISTED]
+
+
+def test_drift_counts_boot_drift_unless_live_only() -> None:
+    current = plan({"a": "1"}, {"a": ok("a", "1")})
+    boot = boot_states({"a": "1"}, {}, None)
+    assert Drift(current, boot).drift
+    assert not Drift(current, [], check_boot=False).drift
+    summary = Drift(current, boot).as_dict()["summary"]
+    assert summary["boot_not_persisted"] == 1 and summary["live_drift"] is False
+
+
+def test_an_unpersisted_key_whose_kernel_default_is_desired_is_not_boot_drift() -> None:
+    states = boot_states({"a": "1", "b": "2"}, {}, None, defaults={"a": "1", "b": "3"})
+    assert [s.status for s in states] == ["kernel default", BOOT_NOT_PERSISTED]
+    current = plan({"a": "1"}, {"a": ok("a", "1")})
+    assert not Drift(current, states[:1]).drift
