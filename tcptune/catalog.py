@@ -9,7 +9,6 @@ Ranges are what a user should be held to, which is often narrower than what the 
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -568,6 +567,8 @@ def ambiguous(name: str) -> list[str]:
 
 def suggest(name: str, limit: int = 3) -> list[str]:
     """Known names close to an unknown one, for "did you mean"."""
+    import difflib  # only on the error path
+
     full = difflib.get_close_matches(name, list(_BY_NAME), n=limit, cutoff=0.75)
     if full:
         return full

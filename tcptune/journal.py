@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import os
 import time
 from collections.abc import Iterator
@@ -25,6 +24,12 @@ from typing import Any
 
 from .errors import LiveStateError, UsageError
 from .persist import atomic_write
+
+
+def _json() -> Any:
+    import json  # journals are read and written by apply/rollback/history, not on the diff/validate path
+
+    return json
 
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 JOURNAL_VERSION = 1
@@ -78,7 +83,7 @@ class Journal:
         return list(self.data.get("changes", []))
 
     def save(self) -> None:
-        atomic_write(self.path, json.dumps(self.data, indent=2, sort_keys=False) + "\n", mode=0o600)
+        atomic_write(self.path, _json().dumps(self.data, indent=2, sort_keys=False) + "\n", mode=0o600)
 
     def update(self, **fields: Any) -> None:
         self.data.update(fields)
@@ -180,7 +185,7 @@ class StateDir:
             path = os.path.join(self.journal_dir, name)
             try:
                 with open(path, encoding="utf-8") as handle:
-                    data = json.load(handle)
+                    data = _json().load(handle)
             except (OSError, ValueError):
                 continue  # a torn temp file cannot exist (atomic writes); anything else is not ours
             if not isinstance(data, dict) or "id" not in data:
@@ -216,12 +221,12 @@ class StateDir:
 
     def write_last_applied(self, record: dict[str, Any]) -> None:
         self.ensure()
-        atomic_write(self.last_applied_path, json.dumps(record, indent=2) + "\n", mode=0o600)
+        atomic_write(self.last_applied_path, _json().dumps(record, indent=2) + "\n", mode=0o600)
 
     def read_last_applied(self) -> dict[str, Any] | None:
         try:
             with open(self.last_applied_path, encoding="utf-8") as handle:
-                data = json.load(handle)
+                data = _json().load(handle)
         except FileNotFoundError:
             return None
         except PermissionError:

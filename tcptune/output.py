@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -33,6 +32,8 @@ def emit(text: str = "", *, err: bool = False) -> None:
 
 
 def emit_json(data: Any) -> None:
+    import json  # not on the plain-text path
+
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
@@ -71,3 +72,207 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, status_colum
     emit("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
     for row in rows:
         emit("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+
+# ---- socket status and findings (issue 5): plain text with bars, Prometheus textfile ------------------------------
+# They render the plain dicts of sockets.status_dict / advise.Finding.as_dict and never import rich, so that
+# 'tcptune status' stays fast and --watch can redraw a whole frame at once.
+
+_STATE_STYLE = {"ESTABLISHED": "ok", "TIME_WAIT": "warning", "FIN_WAIT2": "warning", "CLOSE_WAIT": "error",
+                "LAST_ACK": "warning", "SYN_RECV": "warning"}
+_SEVERITY_STYLE = {"critical": "error", "warning": "warning", "info": "ok"}
+
+
+def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "  ") -> list[str]:
+    """Aligned plain-text lines; cells that are numbers are right-aligned."""
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    numeric = [all(row[i].replace(".", "", 1).lstrip("+-").isdigit() or row[i] in ("", "-") for row in cells)
+               for i in range(len(headers))]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+
+    def line(row: Sequence[str]) -> str:
+        return indent + "  ".join(c.rjust(w) if right else c.ljust(w)
+                                  for c, w, right in zip(row, widths, numeric)).rstrip()
+
+    return [line([h.upper() for h in headers]), *(line(row) for row in cells)]
+
+
+def _bar(value: int, largest: int, width: int = 40) -> str:
+    if not value or not largest:
+        return ""
+    eighths = max(1, round(8 * width * value / largest))
+    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+
+
+def _state_columns(rows: list[dict[str, Any]]) -> list[str]:
+    from .sockets import STATE_NAMES
+
+    present = {name for row in rows for name in row["states"]}
+    return [name for name in STATE_NAMES if name in present]
+
+
+def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
+    """The terminal view of ``tcptune status``: state counts with bars, limits, per-port/remote tables."""
+    from .sockets import COUNTER_HELP
+
+    out: list[str] = []
+    add = out.append
+    source = "netlink (sock_diag)" if status["source"] == "netlink" else "/proc/net/tcp"
+    if status["source"] != "netlink" and status.get("source_note"):
+        source += f" (netlink unavailable: {status['source_note']})"
+    add(f"TCP sockets in {status.get('netns') or 'this network namespace'}: {status['total']} "
+        f"(source: {source}; {status['taken_at']})")
+    states = status["states"]
+    largest = max(states.values(), default=0)
+    for name, count in states.items():
+        text = f"  {name:<13}{count:>9}  {_bar(count, largest)}"
+        add(paint(text, _STATE_STYLE.get(name, "bold")) if count and name in _STATE_STYLE else
+            (text if count else paint(text, "dim")))
+
+    add("")
+    add("Limits")
+    orphans, tw, ports = status["orphans"], status["time_wait"], status["port_range"]
+
+    def of(count: int | None, limit: int | None, name: str, percent: float | None) -> str:
+        shown = "?" if count is None else str(count)
+        if limit is None:
+            return f"{shown} ({name} not readable here)"
+        return f"{shown} of {limit} {name} ({percent} %)"
+
+    add(f"  orphans      {of(orphans['count'], orphans['max'], 'tcp_max_orphans', orphans['percent'])}; "
+        f"orphaned FIN_WAIT2: {orphans['fin_wait2_orphans']}")
+    add(f"  TIME_WAIT    {of(tw['count'], tw['max'], 'tcp_max_tw_buckets', tw['percent'])}")
+    add(f"  local ports  {ports['low']}-{ports['high']}: {ports['size']} per remote address:port")
+
+    if status["by_port"]:
+        add("")
+        add(f"By port (top {len(status['by_port'])}; in = local port, out = remote port of outgoing connections)")
+        columns = _state_columns(status["by_port"])
+        out.extend(format_table(["port", "dir", "total", *columns],
+                                [(r["port"], r["direction"], r["total"], *(r["states"].get(c, "") for c in columns))
+                                 for r in status["by_port"]]))
+    if status["endpoints"]:
+        add("")
+        add("Outgoing connections per remote endpoint: local ports in use of the range")
+        out.extend(format_table(
+            ["local", "remote", "in use", "%", "time_wait", "established"],
+            [(e["local_address"], f"{e['remote_address']}:{e['remote_port']}", e["in_use"], e["percent"],
+              e["time_wait"], e["established"]) for e in status["endpoints"]]))
+    if status["by_remote"]:
+        add("")
+        add(f"By remote address (top {len(status['by_remote'])})")
+        columns = _state_columns(status["by_remote"])
+        out.extend(format_table(["address", "total", *columns],
+                                [(r["address"], r["total"], *(r["states"].get(c, "") for c in columns))
+                                 for r in status["by_remote"]]))
+    if status["listeners"]:
+        add("")
+        add("Listeners (accept queue now / backlog)")
+        out.extend(format_table(["address", "port", "queue", "backlog"],
+                                [(item["address"], item["port"], item["queue"],
+                                  "?" if item["backlog"] is None else item["backlog"])
+                                 for item in status["listeners"]]))
+    if counters and status["counters"]:
+        add("")
+        deltas = status.get("counter_deltas")
+        window = status.get("window_seconds")
+        add("Kernel counters (since boot or namespace creation" +
+            (f"; change in the last {window:.1f} s)" if deltas is not None and window is not None else ")"))
+        rows = []
+        for name, value in status["counters"].items():
+            change = ""
+            if deltas is not None:
+                change = f"+{deltas.get(name, 0)}"
+            rows.append((name.split(".", 1)[1], value, change, COUNTER_HELP.get(name, "")))
+        lines = format_table(["counter", "value", "change" if deltas is not None else "", "meaning"], rows)
+        for index, (name, value, change, _help) in enumerate(rows, start=1):
+            alarming = name in ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPAbortOnMemory",
+                                "TCPTimeWaitOverflow")
+            if alarming and (change not in ("", "+0") or (not change and value)):
+                lines[index] = paint(lines[index], "warning")
+        out.extend(lines)
+    return "\n".join(out) + "\n"
+
+
+def findings_text(findings: list[dict[str, Any]], current: dict[str, str | None]) -> str:
+    """The terminal view of ``tcptune recommend``."""
+    import textwrap
+
+    if not findings:
+        return "No findings: nothing in the socket states or kernel counters calls for tuning.\n"
+    out: list[str] = []
+    for finding in findings:
+        severity = finding["severity"]
+        out.append(paint(f"{severity.upper():<8}", _SEVERITY_STYLE.get(severity, "bold")) +
+                   f" [{finding['id']}] {finding['title']}")
+        numbers = ", ".join(f"{k}={v}" for k, v in finding["numbers"].items() if v not in (None, [], ""))
+        out.extend(textwrap.wrap(numbers, 116, initial_indent="  numbers: ", subsequent_indent="           "))
+        if finding["suggest"]:
+            for key, value in finding["suggest"].items():
+                now = current.get(key)
+                out.append(f"  change:  {key}: {'?' if now is None else now} -> {value}")
+        elif finding["keys"]:
+            out.append(f"  keys:    {', '.join(finding['keys'])} (no value to suggest: see why)")
+        else:
+            out.append("  change:  no sysctl fixes this")
+        for owner in finding.get("owners", []):
+            out.append(f"  owner:   pid {owner['pid']} ({owner['name']}) holds {owner['sockets']} of them")
+        out.extend(textwrap.wrap(finding["why"], 116, initial_indent="  why:     ", subsequent_indent="           "))
+        out.append("")
+    return "\n".join(out)
+
+
+def _label(value: object) -> str:
+    return str(value).replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def prometheus_text(status: dict[str, Any]) -> str:
+    """node_exporter textfile-collector format: # HELP/# TYPE per family, bounded label sets."""
+    lines: list[str] = []
+
+    def family(name: str, kind: str, help_text: str, samples: Iterable[tuple[dict[str, object], object]]) -> None:
+        rows = [(labels, value) for labels, value in samples if value is not None]
+        if not rows:
+            return
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        for labels, value in rows:
+            text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
+            lines.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
+
+    family("tcptune_sockets", "gauge", "TCP sockets (IPv4 and IPv6) in this network namespace, by state.",
+           (({"state": state.lower()}, count) for state, count in status["states"].items()))
+    family("tcptune_sockets_by_port", "gauge",
+           "TCP sockets by service port and state (top ports only): direction=\"in\" is a local port, "
+           "\"out\" the remote port of outgoing connections.",
+           (({"port": row["port"], "direction": row["direction"], "state": state.lower()}, count)
+            for row in status["by_port"] for state, count in row["states"].items()))
+    orphans, tw, ports = status["orphans"], status["time_wait"], status["port_range"]
+    family("tcptune_orphans", "gauge", "Orphaned TCP sockets (host-wide count from /proc/net/sockstat).",
+           [({}, orphans["count"])])
+    family("tcptune_orphans_max", "gauge", "net.ipv4.tcp_max_orphans.", [({}, orphans["max"])])
+    family("tcptune_fin_wait2_orphans", "gauge", "FIN_WAIT2 sockets no process holds (governed by tcp_fin_timeout).",
+           [({}, orphans["fin_wait2_orphans"])])
+    family("tcptune_time_wait", "gauge", "TIME_WAIT buckets in use in this namespace (/proc/net/sockstat tw).",
+           [({}, tw["count"])])
+    family("tcptune_time_wait_max", "gauge", "net.ipv4.tcp_max_tw_buckets.", [({}, tw["max"])])
+    family("tcptune_local_port_range_size", "gauge",
+           "Ports in net.ipv4.ip_local_port_range: how many connections one remote endpoint can take.",
+           [({}, ports["size"])])
+    family("tcptune_endpoint_ports_in_use", "gauge",
+           "Local ports used by outgoing connections to one remote address:port (top endpoints only).",
+           (({"local": e["local_address"], "remote": e["remote_address"], "remote_port": e["remote_port"]},
+             e["in_use"]) for e in status["endpoints"]))
+    family("tcptune_listen_queue", "gauge", "Connections waiting in a listener's accept queue.",
+           (({"address": item["address"], "port": item["port"]}, item["queue"]) for item in status["listeners"]))
+    family("tcptune_listen_backlog", "gauge", "A listener's accept queue size (listen() backlog capped by somaxconn).",
+           (({"address": item["address"], "port": item["port"]}, item["backlog"]) for item in status["listeners"]))
+    family("tcptune_kernel_counter_total", "counter",
+           "TCP counters from /proc/net/netstat and /proc/net/snmp (since boot or namespace creation).",
+           (({"group": name.split(".", 1)[0], "name": name.split(".", 1)[1]}, value)
+            for name, value in status["counters"].items()))
+    family("tcptune_source_info", "gauge", "How sockets were read: netlink (sock_diag) or proc (/proc/net/tcp).",
+           [({"source": status["source"]}, 1)])
+    return "\n".join(lines) + "\n"

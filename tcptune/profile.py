@@ -7,8 +7,6 @@ duplicates, anchors/aliases and explicit tags with the exact position.
 
 from __future__ import annotations
 
-import difflib
-import hashlib
 import os
 import re
 from dataclasses import dataclass, field
@@ -55,7 +53,7 @@ class Profile:
 
     def fingerprint(self) -> str:
         """Short stable hash of the resolved key/value content (what gets applied)."""
-        digest = hashlib.sha256()
+        digest = _sha256()
         for key in sorted(self.settings):
             digest.update(f"{key}={self.settings[key].value!r}\n".encode())
         return digest.hexdigest()[:12]
@@ -67,8 +65,26 @@ class _Reject(Exception):
         self.message, self.mark, self.hint = message, mark, hint
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases, anchors and explicit tags (no code, no billion laughs)."""
+def _sha256() -> Any:
+    """sha256 without loading OpenSSL's bindings (4 ms) when the built-in implementation is there."""
+    try:
+        from _sha256 import sha256  # type: ignore[import-not-found]  # CPython <= 3.11
+    except ImportError:
+        try:
+            from _sha2 import sha256  # type: ignore[import-not-found]  # CPython >= 3.12
+        except ImportError:
+            from hashlib import sha256
+    return sha256()
+
+
+def _close_matches(word: str, options: list[str] | tuple[str, ...]) -> list[str]:
+    import difflib  # only on the error path
+
+    return difflib.get_close_matches(word, list(options), n=1)
+
+
+class _StrictComposer:
+    """Composer mixin that refuses aliases, anchors and explicit tags (no code, no billion laughs)."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         event = self.peek_event()
@@ -81,7 +97,31 @@ class _StrictLoader(yaml.SafeLoader):
         if getattr(event, "tag", None) is not None:
             raise _Reject(f"YAML tags ({event.tag}) are not allowed in profiles", event.start_mark,  # type: ignore[attr-defined]
                           "write plain values")
-        return super().compose_node(parent, index)
+        return super().compose_node(parent, index)  # type: ignore[misc]
+
+
+class _StrictLoader(_StrictComposer, yaml.SafeLoader):
+    """Pure-Python strict loader, used when PyYAML was built without libyaml."""
+
+
+if yaml.__with_libyaml__:
+
+    class _StrictCLoader(_StrictComposer, yaml.composer.Composer, yaml.cyaml.CParser,  # type: ignore[misc]
+                         yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+        """libyaml scans and parses (ten times faster); composition stays in Python so the checks above apply."""
+
+        get_single_node = yaml.composer.Composer.get_single_node
+        compose_document = yaml.composer.Composer.compose_document
+
+        def __init__(self, stream: str) -> None:
+            yaml.cyaml.CParser.__init__(self, stream)
+            yaml.composer.Composer.__init__(self)
+            yaml.constructor.SafeConstructor.__init__(self)
+            yaml.resolver.Resolver.__init__(self)
+
+    _Loader: type = _StrictCLoader
+else:
+    _Loader = _StrictLoader
 
 
 def _loc(file: str, mark: yaml.Mark | None) -> Location:
@@ -155,9 +195,9 @@ def _read_document(path: Path) -> _Document:
     except UnicodeDecodeError as exc:
         raise fail(f"not UTF-8 text (byte {exc.start})") from None
 
-    loader: _StrictLoader | None = None
+    loader: Any = None
     try:
-        loader = _StrictLoader(text)  # the reader rejects control characters already here
+        loader = _Loader(text)  # the reader rejects control characters already here
         root = loader.get_single_node()
     except _Reject as exc:
         raise fail(exc.message, exc.mark, exc.hint) from None
@@ -197,7 +237,7 @@ def _read_document(path: Path) -> _Document:
             continue
         seen_fields.add(field_name)
         if field_name not in FIELDS:
-            close = difflib.get_close_matches(field_name, FIELDS, n=1)
+            close = _close_matches(field_name, FIELDS)
             hint = f"did you mean '{close[0]}'?" if close else "valid fields: " + ", ".join(FIELDS)
             if catalog.canonical_name(field_name):
                 hint = "sysctl keys go under 'settings:'"
@@ -235,7 +275,7 @@ def _read_document(path: Path) -> _Document:
     return doc
 
 
-def _read_settings(node: yaml.Node, doc: _Document, loader: _StrictLoader, err: Any) -> None:
+def _read_settings(node: yaml.Node, doc: _Document, loader: Any, err: Any) -> None:
     file = str(doc.path)
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return
@@ -285,7 +325,7 @@ def load_profile(ref: str | Path) -> Profile:
     if path is None:
         names = builtin_names()
         hint = "built-in profiles: " + ", ".join(names) if names else None
-        close = difflib.get_close_matches(str(ref), names, n=1)
+        close = _close_matches(str(ref), names)
         if close:
             hint = f"did you mean '{close[0]}'? ({hint})"
         raise ProfileError([Diagnostic("error", Location(str(ref)), "no such profile file or built-in profile",

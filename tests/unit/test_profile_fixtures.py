@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tcptune import profile
 from tcptune.errors import ProfileError
 from tcptune.profile import load_profile
 from tcptune.validate import validate
@@ -17,6 +18,15 @@ from tcptune.validate import validate
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "profiles"
 BAD = sorted((FIXTURES / "bad").glob("*.yaml"))
 GOOD = sorted((FIXTURES / "good").glob("*.yaml"))
+
+
+LOADERS = {"libyaml": profile._Loader, "pure-python": profile._StrictLoader}
+
+
+@pytest.fixture(params=sorted(LOADERS), autouse=True)
+def yaml_loader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both parsers must report the same problems at the same places."""
+    monkeypatch.setattr(profile, "_Loader", LOADERS[request.param])
 
 
 def diagnostics_for(path: Path) -> list[str]:
