@@ -1,0 +1,239 @@
+"""Fleets: run a rendered role across an inventory with ansible-runner and turn its events into per-host results.
+
+Every run gets a fresh private data dir (ansible-runner would otherwise reuse the previous run's extravars) with
+its own SSH ControlPath directory (ControlPersist masters would otherwise be reused for a new host at the same
+address), both removed afterwards. Settings travel inside the rendered role (``!unsafe`` data), never as extravars
+and never through a shell. One host failing or unreachable never stops the others: Ansible runs each host on its own
+and the module rolls back the host it runs on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import FleetError
+from .render import RoleSpec, render_role
+
+MODULE = "tcptune_sysctl"
+HOST_STATUSES = ("ok", "changed", "failed", "unreachable")
+
+
+@dataclass
+class HostResult:
+    """One host's outcome: status, the keys that changed (or would), per-key detail, and why it failed."""
+
+    host: str
+    status: str
+    """ok (nothing to do), changed (written; in check mode: would be), failed, unreachable."""
+    changed_keys: list[str] = field(default_factory=list)
+    keys: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """key -> {before, after, desired, status} as the module reported it."""
+    failed_keys: dict[str, dict[str, str]] = field(default_factory=dict)
+    """key -> {reason, message} for the keys that stopped this host."""
+    file_changed: bool = False
+    message: str = ""
+
+    @property
+    def reason(self) -> str:
+        """Short reason for a failed or unreachable host: the first failing key's reason, else the status."""
+        if self.failed_keys:
+            key, info = next(iter(sorted(self.failed_keys.items())))
+            return f"{key}: {info.get('reason', 'error')}"
+        return self.status
+
+    @property
+    def drift(self) -> list[str]:
+        """Keys whose live value differs from the desired one (whatever could be done about it)."""
+        return [k for k, v in sorted(self.keys.items()) if v.get("status") != "ok"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "status": self.status, "changed_keys": self.changed_keys,
+                "file_changed": self.file_changed, "failed_keys": self.failed_keys, "message": self.message,
+                "keys": self.keys}
+
+
+@dataclass
+class FleetResult:
+    """A whole run: one HostResult per host that Ansible reported on."""
+
+    hosts: list[HostResult]
+    check: bool
+    seconds: float
+    profile: str = ""
+
+    @property
+    def failed(self) -> list[HostResult]:
+        return [h for h in self.hosts if h.status in ("failed", "unreachable")]
+
+    @property
+    def drifted(self) -> list[HostResult]:
+        return [h for h in self.hosts if h.drift or h.file_changed]
+
+    def counts(self) -> dict[str, int]:
+        return {s: sum(h.status == s for h in self.hosts) for s in HOST_STATUSES}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"profile": self.profile, "check": self.check, "seconds": round(self.seconds, 2),
+                "summary": self.counts(), "hosts": {h.host: h.as_dict() for h in self.hosts}}
+
+
+# ---- inventory ---------------------------------------------------------------------------------------------------
+
+
+def inventory_hosts(inventory: str, limit: str | None = None) -> list[str]:
+    """Host names the run will cover, for progress and an early, clear error when nothing matches."""
+    path = Path(inventory)
+    if not path.exists():
+        raise FleetError(f"{inventory}: no such inventory file or directory")
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    try:
+        manager = InventoryManager(loader=DataLoader(), sources=[str(path.resolve())])
+        if limit:
+            manager.subset(limit)
+        hosts = [h.name for h in manager.get_hosts("all")]
+    except Exception as exc:  # ansible raises many kinds for a broken inventory
+        raise FleetError(f"{inventory}: cannot read the inventory: {exc}") from None
+    if not hosts:
+        raise FleetError(f"{inventory}: no hosts" + (f" match --limit {limit}" if limit else ""))
+    return hosts
+
+
+# ---- running -----------------------------------------------------------------------------------------------------
+
+
+def run_spec(spec: RoleSpec, inventory: str, *, limit: str | None = None, forks: int | None = None,
+             check: bool = False, on_start: Callable[[list[str]], None] | None = None,
+             on_host: Callable[[HostResult], None] | None = None) -> FleetResult:
+    """Render ``spec`` into a private data dir and run it on the inventory; per-host results, never raises for a host.
+
+    ``on_start(hosts)`` is called once with the hosts that will run, ``on_host(result)`` as each host finishes.
+    Raises FleetError if the run could not start at all (bad inventory, Ansible not runnable).
+    """
+    hosts = inventory_hosts(inventory, limit)
+    if on_start:
+        on_start(hosts)
+    started = time.monotonic()
+    private = Path(tempfile.mkdtemp(prefix="tcptune-run-"))
+    try:
+        role_dir = render_role(spec, private / "project" / "roles", molecule=False)
+        (private / "project" / "site.yml").write_text(_playbook(role_dir.name, spec.profile_name), encoding="utf-8")
+        results = _run(private, os.path.abspath(inventory), limit=limit, forks=forks, check=check, on_host=on_host)
+    finally:
+        _close_ssh_masters(private / "cp")
+        shutil.rmtree(private, ignore_errors=True)
+    ordered = [results[h] for h in hosts if h in results] + [r for h, r in results.items() if h not in hosts]
+    return FleetResult(ordered, check, time.monotonic() - started, spec.profile_name)
+
+
+def _playbook(role: str, profile: str) -> str:
+    return ("---\n"
+            f"- name: tcptune {profile}\n"
+            "  hosts: all\n"
+            "  gather_facts: false\n"
+            "  roles:\n"
+            f"    - role: {role}\n")
+
+
+def _run(private: Path, inventory: str, *, limit: str | None, forks: int | None, check: bool,
+         on_host: Callable[[HostResult], None] | None) -> dict[str, HostResult]:
+    import ansible_runner
+
+    results: dict[str, HostResult] = {}
+    announced: set[str] = set()
+
+    def handle(event: dict[str, Any]) -> bool:
+        name = event.get("event", "")
+        if not name.startswith("runner_on_") or name in ("runner_on_start", "runner_on_skipped"):
+            return True
+        data = event.get("event_data") or {}
+        host = data.get("host")
+        if not host:
+            return True
+        result = _host_result(name, host, data, results.get(host))
+        if result is None:
+            return True
+        results[host] = result
+        if on_host and host not in announced and name in ("runner_on_ok", "runner_on_failed",
+                                                          "runner_on_unreachable"):
+            announced.add(host)
+            on_host(result)
+        return True
+
+    envvars = {
+        "ANSIBLE_SSH_CONTROL_PATH_DIR": str(private / "cp"),
+        "ANSIBLE_ROLES_PATH": str(private / "project" / "roles"),
+        "ANSIBLE_RETRY_FILES_ENABLED": "False",
+        "ANSIBLE_NOCOLOR": "1",
+        "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+    }
+    config = os.environ.get("ANSIBLE_CONFIG") or ("ansible.cfg" if os.path.isfile("ansible.cfg") else None)
+    if config:  # ansible-runner runs in its own directory: keep the user's ansible.cfg from here
+        envvars["ANSIBLE_CONFIG"] = os.path.abspath(config)
+    cmdline = "--check" if check else None
+    try:
+        runner = ansible_runner.run(
+            private_data_dir=str(private), playbook="site.yml", inventory=inventory, limit=limit, forks=forks,
+            cmdline=cmdline, envvars=envvars, event_handler=handle, quiet=True, suppress_env_files=True,
+        )
+    except Exception as exc:  # ansible-runner reports configuration problems as assorted exceptions
+        raise FleetError(f"could not start ansible-playbook: {exc}") from None
+    if not results and runner.rc != 0:
+        tail = ""
+        with contextlib.suppress(Exception):
+            tail = " ".join(runner.stdout.read().split()[-60:])
+        raise FleetError(f"ansible-playbook failed before any host ran (rc {runner.rc}): {tail}")
+    return results
+
+
+def _host_result(event: str, host: str, data: dict[str, Any], previous: HostResult | None) -> HostResult | None:
+    """Fold one runner event into a host's result: the module's result wins; any later failure marks the host."""
+    res = data.get("res") or {}
+    action = str(data.get("task_action") or data.get("resolved_action") or "")
+    ours = action.rsplit(".", 1)[-1] == MODULE
+    if event == "runner_on_unreachable":
+        message = str(res.get("msg") or "unreachable").strip()
+        return HostResult(host, "unreachable", message=message.splitlines()[-1] if message else "unreachable")
+    if event == "runner_on_failed":
+        if data.get("ignore_errors"):
+            return None
+        message = _one_line(res.get("msg") or "failed")
+        if previous is None:
+            result = _from_module(host, res, "failed") if ours else HostResult(host, "failed")
+            result.message = message
+            return result
+        previous.status = "failed"  # e.g. the verify handler found a key put back after the apply
+        previous.message = f"{data.get('task') or 'task'}: {message}"
+        return previous
+    if event == "runner_on_ok" and ours and previous is None:
+        return _from_module(host, res, "changed" if res.get("changed") else "ok")
+    return None
+
+
+def _from_module(host: str, res: dict[str, Any], status: str) -> HostResult:
+    return HostResult(host, status, changed_keys=list(res.get("changed_keys") or []),
+                      keys=dict(res.get("sysctls") or {}), failed_keys=dict(res.get("failed_keys") or {}),
+                      file_changed=bool(res.get("file_changed")), message=_one_line(res.get("msg") or ""))
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())
+
+
+def _close_ssh_masters(control_dir: Path) -> None:
+    """ControlPersist masters outlive ansible-playbook: end this run's, so nothing lingers or gets reused."""
+    with contextlib.suppress(OSError):
+        for name in os.listdir(control_dir):
+            with contextlib.suppress(OSError, subprocess.SubprocessError):
+                subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={control_dir / name}", "tcptune"],
+                               capture_output=True, timeout=5, check=False)

@@ -1,0 +1,211 @@
+"""Generated Ansible roles: files, values as data, argument specs from the catalog, shipped code as in tcptune."""
+
+from __future__ import annotations
+
+import filecmp
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tcptune import catalog
+from tcptune.ansible import render
+from tcptune.errors import FleetError
+from tcptune.profile import load_profile
+from tcptune.validate import validate
+
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_ROLE = REPO / "roles" / "tcptune"
+
+PROFILE = """\
+name: web-server
+description: "Busy front end {{ lookup('pipe', 'touch /tmp/tcptune-pwned') }}"
+settings:
+  net.ipv4.tcp_fin_timeout: 15
+  net.ipv4.tcp_rmem: [4096, 131072, 4MiB]
+  net.core.somaxconn: 4096
+  net.core.rmem_max: 4MiB
+  net.ipv4.tcp_tw_reuse: 1
+  net.ipv4.tcp_congestion_control: cubic
+"""
+
+
+class _AnsibleLoader(yaml.SafeLoader):
+    """Reads role YAML the way Ansible does as far as tags go: ``!unsafe`` strings are kept, marked."""
+
+
+class Unsafe(str):
+    pass
+
+
+_AnsibleLoader.add_constructor("!unsafe", lambda loader, node: Unsafe(loader.construct_scalar(node)))
+
+
+def load(path: Path) -> object:
+    return yaml.load(path.read_text(), Loader=_AnsibleLoader)  # a SafeLoader subclass
+
+
+@pytest.fixture
+def spec(tmp_path: Path) -> render.RoleSpec:
+    (tmp_path / "web-server.yaml").write_text(PROFILE)
+    verdict = validate(load_profile(str(tmp_path / "web-server.yaml")))
+    assert not verdict.errors
+    return render.spec_from_verdict(verdict)
+
+
+@pytest.fixture
+def role(spec: render.RoleSpec, tmp_path: Path) -> Path:
+    return render.render_role(spec, tmp_path / "roles")
+
+
+def test_role_is_named_after_the_profile(role: Path) -> None:
+    assert role.name == "tcptune_web_server"
+    assert render.role_name_for("High.Bandwidth-10g") == "tcptune_high_bandwidth_10g"
+
+
+def test_role_has_every_part_of_a_complete_role(role: Path) -> None:
+    for rel in ("defaults/main.yml", "tasks/main.yml", "handlers/main.yml", "meta/main.yml",
+                "meta/argument_specs.yml", "README.md", "library/tcptune_sysctl.py",
+                "module_utils/tcptune_values.py", "module_utils/tcptune_persist.py", "module_utils/tcptune_live.py",
+                "molecule/default/molecule.yml", "molecule/default/create.yml", "molecule/default/destroy.yml",
+                "molecule/default/converge.yml", "molecule/default/verify.yml", "molecule/default/nshosts.py"):
+        assert (role / rel).is_file(), rel
+
+
+def test_defaults_hold_the_resolved_values_in_kernel_form(role: Path) -> None:
+    defaults = load(role / "defaults/main.yml")
+    assert defaults["tcptune_web_server_settings"] == {
+        "net.ipv4.tcp_fin_timeout": 15, "net.ipv4.tcp_rmem": "4096 131072 4194304", "net.core.somaxconn": 4096,
+        "net.core.rmem_max": 4194304, "net.ipv4.tcp_tw_reuse": 1, "net.ipv4.tcp_congestion_control": "cubic"}
+    assert defaults["tcptune_web_server_overrides"] == {}
+    assert defaults["tcptune_web_server_persist"] is True
+    assert defaults["tcptune_web_server_sysctl_file"] == "/etc/sysctl.d/90-tcptune.conf"
+
+
+def test_template_like_values_are_written_as_unsafe_data(tmp_path: Path) -> None:
+    spec = render.RoleSpec("tcptune_x", "x", "d {{ evil }}", settings={
+        "net.ipv4.tcp_congestion_control": "{{ lookup('pipe', 'id') }}", "net.ipv4.tcp_fin_timeout": "15"})
+    role = render.render_role(spec, tmp_path)
+    settings = load(role / "defaults/main.yml")["tcptune_x_settings"]
+    assert isinstance(settings["net.ipv4.tcp_congestion_control"], Unsafe)
+    assert settings["net.ipv4.tcp_congestion_control"] == "{{ lookup('pipe', 'id') }}"
+    assert not isinstance(settings["net.ipv4.tcp_fin_timeout"], Unsafe)
+    specs = load(role / "meta/argument_specs.yml")
+    assert isinstance(specs["argument_specs"]["main"]["description"][0], Unsafe)
+    assert isinstance(load(role / "meta/main.yml")["galaxy_info"]["description"], Unsafe)
+
+
+def test_no_profile_text_reaches_a_templated_place(role: Path) -> None:
+    for rel in ("tasks/main.yml", "handlers/main.yml"):
+        text = (role / rel).read_text()
+        assert "lookup" not in text and "Busy" not in text, rel
+
+
+def test_argument_specs_are_derived_from_the_catalog(role: Path) -> None:
+    options = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    settings = options["tcptune_web_server_settings"]["options"]
+    known = {k.name for k in catalog.all_keys() if not k.removed}
+    assert set(settings) == known
+    assert set(options["tcptune_web_server_overrides"]["options"]) == known
+    fin = catalog.get("net.ipv4.tcp_fin_timeout")
+    assert settings[fin.name]["type"] == "int"
+    assert fin.summary in settings[fin.name]["description"]
+    reuse = catalog.get("net.ipv4.tcp_tw_reuse")
+    assert settings[reuse.name]["choices"] == [int(c) for c in reuse.choices]
+    assert settings["net.ipv4.tcp_rmem"]["type"] == "str"
+
+
+def test_module_utils_are_byte_identical_copies_of_tcptune(role: Path) -> None:
+    for name, source in render.SHIPPED_MODULE_UTILS.items():
+        assert (role / "module_utils" / name).read_bytes() == source.read_bytes(), name
+    assert (role / "library/tcptune_sysctl.py").read_bytes() == render.MODULE_SOURCE.read_bytes()
+
+
+def test_shipped_generic_role_matches_a_fresh_render(tmp_path: Path) -> None:
+    """roles/tcptune is generated: after changing the catalog, live.py, values.py, persist.py or the templates,
+    regenerate it with `tcptune role --generic --out roles`."""
+    fresh = render.render_role(render.generic_spec(), tmp_path)
+    for name, source in render.SHIPPED_MODULE_UTILS.items():
+        assert (SHIPPED_ROLE / "module_utils" / name).read_bytes() == source.read_bytes(), (
+            f"roles/tcptune/module_utils/{name} differs from {source.name}: run 'tcptune role --generic --out roles'")
+    fresh_files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file())
+    shipped_files = sorted(p.relative_to(SHIPPED_ROLE).as_posix() for p in SHIPPED_ROLE.rglob("*") if p.is_file())
+    assert shipped_files == fresh_files
+    _, mismatch, errors = filecmp.cmpfiles(fresh, SHIPPED_ROLE, fresh_files, shallow=False)
+    assert not mismatch and not errors, f"stale: {mismatch + errors}; run 'tcptune role --generic --out roles'"
+
+
+def test_generic_role_takes_settings_from_the_inventory(tmp_path: Path) -> None:
+    role = render.render_role(render.generic_spec(), tmp_path)
+    options = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
+    assert options["tcptune_settings"]["required"] is True
+    assert {"tcptune_persist", "tcptune_sysctl_file", "tcptune_profile_name"} <= set(options)
+    assert "tcptune_settings" in (role / "tasks/main.yml").read_text()
+    assert not (role / "molecule").exists()
+
+
+def test_molecule_scenario_uses_only_keys_a_namespace_host_can_set(role: Path) -> None:
+    scenario = load(role / "molecule/default/molecule.yml")
+    settings = scenario["provisioner"]["inventory"]["group_vars"]["all"]["tcptune_web_server_settings"]
+    assert "net.core.rmem_max" not in settings  # host-wide: read-only in a network namespace
+    assert "net.ipv4.tcp_congestion_control" not in settings
+    assert settings["net.ipv4.tcp_fin_timeout"] == 15
+    assert scenario["prerun"] is False and scenario["driver"]["options"]["managed"] is True
+    assert (role / "molecule/default/nshosts.py").read_bytes() == render.NSHOSTS_SOURCE.read_bytes()
+
+
+def test_rerender_replaces_a_tcptune_role_but_never_a_foreign_directory(spec: render.RoleSpec, tmp_path: Path) -> None:
+    first = render.render_role(spec, tmp_path)
+    (first / "stale.txt").write_text("x")
+    again = render.render_role(spec, tmp_path)
+    assert not (again / "stale.txt").exists()
+    shutil.rmtree(again)
+    (tmp_path / spec.role_name).mkdir()
+    (tmp_path / spec.role_name / "mine.yml").write_text("keep")
+    with pytest.raises(FleetError):
+        render.render_role(spec, tmp_path)
+    assert (tmp_path / spec.role_name / "mine.yml").read_text() == "keep"
+
+
+def test_cli_role_writes_the_role(tmp_path: Path) -> None:
+    from tcptune.cli import run
+
+    (tmp_path / "p.yaml").write_text(PROFILE)
+    assert run(["role", str(tmp_path / "p.yaml"), "--out", str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out/tcptune_web_server/tasks/main.yml").is_file()
+    assert run(["role", "--out", str(tmp_path / "out")]) == 64  # neither PROFILE nor --generic
+
+
+@pytest.mark.slow
+def test_generated_role_passes_ansible_lint_production_and_syntax_check(role: Path, tmp_path: Path) -> None:
+    lint = subprocess.run(["ansible-lint", "--profile", "production", "--nocolor", "."], cwd=role,
+                          capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+    playbook = tmp_path / "site.yml"
+    playbook.write_text(f"- name: t\n  hosts: all\n  gather_facts: false\n  roles:\n    - {role.name}\n")
+    syntax = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(playbook)],
+                            env={**_env(), "ANSIBLE_ROLES_PATH": str(role.parent)}, capture_output=True, text=True,
+                            timeout=120)
+    assert syntax.returncode == 0, syntax.stdout + syntax.stderr
+
+
+@pytest.mark.slow
+def test_shipped_generic_role_passes_ansible_lint_production() -> None:
+    lint = subprocess.run(["ansible-lint", "--profile", "production", "--nocolor", "."], cwd=SHIPPED_ROLE,
+                          capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def _env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+@pytest.mark.slow
+def test_top_level_molecule_scenarios_pass_ansible_lint_production() -> None:
+    lint = subprocess.run(["ansible-lint", "--profile", "production", "--nocolor", "molecule"], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert lint.returncode == 0, lint.stdout + lint.stderr
