@@ -9,8 +9,7 @@ Ranges are what a user should be held to, which is often narrower than what the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Shape = Literal["int", "bool", "enum", "triple", "pair", "string", "portlist"]
 Unit = Literal["seconds", "milliseconds", "bytes", "pages", "count", "packets", "port", "none"]
@@ -20,8 +19,7 @@ INT_MAX = 2**31 - 1
 LONG_MAX = 2**63 - 1
 
 
-@dataclass(frozen=True)
-class Key:
+class Key(NamedTuple):
     """One sysctl key as tcptune understands it."""
 
     name: str
@@ -46,7 +44,7 @@ class Key:
     """Kernel version that introduced the key, where it is newer than what any supported distro runs."""
     removed: str | None = None
     removed_reason: str | None = None
-    advice: tuple[str, ...] = field(default=())
+    advice: tuple[str, ...] = ()
     """Common advice and pitfalls, in plain words."""
     units_accepted: bool = False
     """Whether human units (``16MiB``, ``30s``) are accepted for this key."""

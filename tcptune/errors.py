@@ -1,18 +1,16 @@
-"""One exception root for everything tcptune reports to a user.
+"""One exception root for everything tcptune reports to a user, and the Diagnostic value type.
 
 The CLI maps these to messages and exit codes in exactly one place; anything else is an internal error.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 Severity = Literal["error", "warning"]
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
     """A place in a file, 1-based, as editors and compilers print it."""
 
     file: str
@@ -25,8 +23,7 @@ class Location:
         return self.file
 
 
-@dataclass(frozen=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """A problem found in user input: data first, rendered once at the edge."""
 
     severity: Severity
@@ -68,11 +65,12 @@ class TcptuneError(Exception):
     exit_code = 1
 
 
-@dataclass
 class ProfileError(TcptuneError):
     """A profile could not be loaded at all; carries every diagnostic found."""
 
-    diagnostics: list[Diagnostic] = field(default_factory=list)
+    def __init__(self, diagnostics: list[Diagnostic] | None = None) -> None:
+        super().__init__()
+        self.diagnostics: list[Diagnostic] = list(diagnostics or [])
 
     def __str__(self) -> str:
         return "\n".join(str(d) for d in self.diagnostics)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import yaml
 
@@ -24,8 +23,7 @@ KEY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*([./][A-Za-z0-9_][A-Za-z0-9_-
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
-@dataclass(frozen=True)
-class Setting:
+class Setting(NamedTuple):
     """One key's value as written, and where: the unit of "where did this come from"."""
 
     key: str
@@ -37,19 +35,19 @@ class Setting:
     written_as: str = ""
 
 
-@dataclass
 class Profile:
-    """A fully resolved profile: inheritance applied, values still as the user wrote them."""
+    """A fully resolved profile: inheritance applied, values still as the user wrote them.
 
-    name: str
-    description: str
-    path: Path | None
-    extends: tuple[str, ...]
-    settings: dict[str, Setting]
-    chain: tuple[str, ...] = ()
-    """Every profile that contributed, parents first, ending with this one."""
-    problems: list[Diagnostic] = field(default_factory=list)
-    """Problems found while loading that did not stop loading; validation reports them with its own."""
+    ``chain`` lists every profile that contributed, parents first, ending with this one. ``problems`` holds what
+    loading found without having to stop; validation reports them with its own.
+    """
+
+    def __init__(self, name: str, description: str, path: Path | None, extends: tuple[str, ...],
+                 settings: dict[str, Setting], chain: tuple[str, ...] = (),
+                 problems: list[Diagnostic] | None = None) -> None:
+        self.name, self.description, self.path, self.extends = name, description, path, extends
+        self.settings, self.chain = settings, chain
+        self.problems: list[Diagnostic] = problems if problems is not None else []
 
     def fingerprint(self) -> str:
         """Short stable hash of the resolved key/value content (what gets applied)."""
@@ -166,14 +164,14 @@ def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
     return None
 
 
-@dataclass
 class _Document:
-    path: Path
-    name: str
-    description: str
-    extends: list[tuple[str, Location]]
-    settings: list[Setting]
-    problems: list[Diagnostic]
+    """One file as read, before inheritance."""
+
+    def __init__(self, path: Path, name: str, problems: list[Diagnostic]) -> None:
+        self.path, self.name, self.description = path, name, ""
+        self.extends: list[tuple[str, Location]] = []
+        self.settings: list[Setting] = []
+        self.problems = problems
 
 
 def _read_document(path: Path) -> _Document:
@@ -220,7 +218,7 @@ def _read_document(path: Path) -> _Document:
                    "top-level fields: " + ", ".join(FIELDS))
 
     problems: list[Diagnostic] = []
-    doc = _Document(path, path.stem, "", [], [], problems)
+    doc = _Document(path, path.stem, problems)
 
     def err(message: str, mark: yaml.Mark | None, key: str | None = None, hint: str | None = None) -> None:
         problems.append(Diagnostic("error", _loc(file, mark), message, key=key, hint=hint))

@@ -6,7 +6,6 @@ Pure: no filesystem, no kernel. Every problem is collected; nothing stops at the
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from . import catalog
 from .errors import Diagnostic, Location
@@ -16,15 +15,17 @@ from .values import ValueProblem, format_kernel, parse_value
 UNPRIVILEGED_PORT_DEFAULT = 1024
 
 
-@dataclass
 class Verdict:
-    """What validation found, and the values that passed, ready to compare with /proc/sys."""
+    """What validation found, and the values that passed, ready to compare with /proc/sys.
 
-    profile: Profile
-    diagnostics: list[Diagnostic] = field(default_factory=list)
-    values: dict[str, str] = field(default_factory=dict)
-    """Full key name -> value as tcptune writes it (single spaces), for every setting that passed."""
-    parsed: dict[str, tuple[int, ...] | str] = field(default_factory=dict)
+    ``values`` maps each full key name that passed to its value as tcptune writes it (single spaces).
+    """
+
+    def __init__(self, profile: Profile, diagnostics: list[Diagnostic] | None = None) -> None:
+        self.profile = profile
+        self.diagnostics: list[Diagnostic] = diagnostics if diagnostics is not None else []
+        self.values: dict[str, str] = {}
+        self.parsed: dict[str, tuple[int, ...] | str] = {}
 
     @property
     def errors(self) -> list[Diagnostic]:

@@ -14,7 +14,7 @@ import errno
 import os
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_VALUE_BYTES = 4096
@@ -22,8 +22,7 @@ MAX_VALUE_BYTES = 4096
 REASONS = ("missing", "read-only", "invalid", "permission", "busy", "error")
 
 
-@dataclass(frozen=True)
-class LiveValue:
+class LiveValue(NamedTuple):
     """One key as the kernel shows it right now."""
 
     key: str
@@ -197,16 +196,18 @@ def _write_problem(key: str, text: str, exc: OSError) -> tuple[str, str]:
     return "error", f"the write failed: {os.strerror(code or 0).lower()}"
 
 
-@dataclass
 class WriteOutcome:
-    """What happened: keys written, the first failure, and what the restore did."""
+    """What happened: keys written, the first failure, and what the restore did.
 
-    applied: list[str] = field(default_factory=list)
-    failed: tuple[str, str, str] | None = None
-    """(key, reason, message) of the write that failed, or None."""
-    restored: list[str] = field(default_factory=list)
-    restore_failed: list[tuple[str, str]] = field(default_factory=list)
-    """(key, message) of keys that could not be put back: the machine is left with their new value."""
+    ``failed`` is (key, reason, message) of the write that failed, or None; ``restore_failed`` lists (key, message)
+    of keys that could not be put back: the machine is left with their new value.
+    """
+
+    def __init__(self) -> None:
+        self.applied: list[str] = []
+        self.failed: tuple[str, str, str] | None = None
+        self.restored: list[str] = []
+        self.restore_failed: list[tuple[str, str]] = []
 
     @property
     def ok(self) -> bool:
