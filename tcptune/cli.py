@@ -850,9 +850,9 @@ def _write_recommended_profile(path: str, findings: list, base: str, evidence: o
     import os
     import tempfile
     import time
-    from dataclasses import replace
 
     from .advise import profile_name_for, profile_text
+    from .errors import Diagnostic, Location
     from .persist import atomic_write
     from .profile import load_profile
     from .validate import validate as check
@@ -875,9 +875,12 @@ def _write_recommended_profile(path: str, findings: list, base: str, evidence: o
         verdict = check(load_profile(probe))
     finally:
         os.unlink(probe)
-    if verdict.errors:
-        raise ProfileError([replace(d, location=replace(d.location, file=path)) if d.location.file == probe else d
-                            for d in verdict.errors])
+    if verdict.errors:  # report them against the file the user named, not the probe
+        raise ProfileError([
+            Diagnostic(severity=d.severity, message=d.message, key=d.key, hint=d.hint,
+                       location=Location(path, d.location.line, d.location.column) if d.location.file == probe
+                       else d.location)
+            for d in verdict.errors])
     atomic_write(path, text)
     return {"path": path, "extends": extends, "name": profile_name_for(stem)}
 

@@ -119,11 +119,8 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
 
     out: list[str] = []
     add = out.append
-    source = "netlink (sock_diag)" if status["source"] == "netlink" else "/proc/net/tcp"
-    if status["source"] != "netlink" and status.get("source_note"):
-        source += f" (netlink unavailable: {status['source_note']})"
     add(f"TCP sockets in {status.get('netns') or 'this network namespace'}: {status['total']} "
-        f"(source: {source}; {status['taken_at']})")
+        f"(source: {status['source_label']}; {status['taken_at']})")
     states = status["states"]
     largest = max(states.values(), default=0)
     for name, count in states.items():
@@ -132,7 +129,7 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
             (text if count else paint(text, "dim")))
 
     add("")
-    add("Limits")
+    add(paint("Limits", "bold"))
     orphans, tw, ports = status["orphans"], status["time_wait"], status["port_range"]
 
     def of(count: int | None, limit: int | None, name: str, percent: float | None) -> str:
@@ -148,28 +145,29 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
 
     if status["by_port"]:
         add("")
-        add(f"By port (top {len(status['by_port'])}; in = local port, out = remote port of outgoing connections)")
+        add(paint(f"By port (top {len(status['by_port'])}; in = local port, "
+                  "out = remote port of outgoing connections)", "bold"))
         columns = _state_columns(status["by_port"])
         out.extend(format_table(["port", "dir", "total", *columns],
                                 [(r["port"], r["direction"], r["total"], *(r["states"].get(c, "") for c in columns))
                                  for r in status["by_port"]]))
     if status["endpoints"]:
         add("")
-        add("Outgoing connections per remote endpoint: local ports in use of the range")
+        add(paint("Outgoing connections per remote endpoint: local ports in use of the range", "bold"))
         out.extend(format_table(
             ["local", "remote", "in use", "%", "time_wait", "established"],
             [(e["local_address"], f"{e['remote_address']}:{e['remote_port']}", e["in_use"], e["percent"],
               e["time_wait"], e["established"]) for e in status["endpoints"]]))
     if status["by_remote"]:
         add("")
-        add(f"By remote address (top {len(status['by_remote'])})")
+        add(paint(f"By remote address (top {len(status['by_remote'])})", "bold"))
         columns = _state_columns(status["by_remote"])
         out.extend(format_table(["address", "total", *columns],
                                 [(r["address"], r["total"], *(r["states"].get(c, "") for c in columns))
                                  for r in status["by_remote"]]))
     if status["listeners"]:
         add("")
-        add("Listeners (accept queue now / backlog)")
+        add(paint("Listeners (accept queue now / backlog)", "bold"))
         out.extend(format_table(["address", "port", "queue", "backlog"],
                                 [(item["address"], item["port"], item["queue"],
                                   "?" if item["backlog"] is None else item["backlog"])
@@ -178,8 +176,9 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
         add("")
         deltas = status.get("counter_deltas")
         window = status.get("window_seconds")
-        add("Kernel counters (since boot or namespace creation" +
-            (f"; change in the last {window:.1f} s)" if deltas is not None and window is not None else ")"))
+        add(paint("Kernel counters (since boot or namespace creation" +
+                  (f"; change in the last {window:.1f} s)" if deltas is not None and window is not None else ")"),
+                  "bold"))
         rows = []
         for name, value in status["counters"].items():
             change = ""
@@ -196,6 +195,16 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
     return "\n".join(out) + "\n"
 
 
+def _number_text(value: object) -> str:
+    """A finding's number for people: lists as "a; b", port rows as "443/in fin_wait2=12"."""
+    if isinstance(value, list):
+        return "[" + "; ".join(_number_text(item) for item in value) + "]"
+    if isinstance(value, dict):
+        head = f"{value['port']}/{value['direction']} " if "port" in value and "direction" in value else ""
+        return head + " ".join(f"{k}={v}" for k, v in value.items() if k not in ("port", "direction") or not head)
+    return str(value)
+
+
 def findings_text(findings: list[dict[str, Any]], current: dict[str, str | None]) -> str:
     """The terminal view of ``tcptune recommend``."""
     import textwrap
@@ -207,7 +216,7 @@ def findings_text(findings: list[dict[str, Any]], current: dict[str, str | None]
         severity = finding["severity"]
         out.append(paint(f"{severity.upper():<8}", _SEVERITY_STYLE.get(severity, "bold")) +
                    f" [{finding['id']}] {finding['title']}")
-        numbers = ", ".join(f"{k}={v}" for k, v in finding["numbers"].items() if v not in (None, [], ""))
+        numbers = ", ".join(f"{k}={_number_text(v)}" for k, v in finding["numbers"].items() if v not in (None, [], ""))
         out.extend(textwrap.wrap(numbers, 116, initial_indent="  numbers: ", subsequent_indent="           "))
         if finding["suggest"]:
             for key, value in finding["suggest"].items():

@@ -1,0 +1,220 @@
+"""status and recommend through the real entry point, on captured /proc trees (no root, no kernel state)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tcptune.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, run
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sockets"
+TREES = ["--source", "proc", "--proc-net", str(FIXTURES), "--proc-root", str(FIXTURES / "proc_sys")]
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TCPTUNE_STATE_DIR", str(tmp_path / "state"))
+
+
+def _json(capsys: pytest.CaptureFixture[str], *args: str) -> dict:
+    assert run([*args, *TREES, "--format", "json"]) == EXIT_OK
+    return json.loads(capsys.readouterr().out)
+
+
+# ---- status ----------------------------------------------------------------------------------------------------------
+
+
+def test_status_json_counts_every_state(capsys: pytest.CaptureFixture[str]) -> None:
+    data = _json(capsys, "status")
+    assert data["states"]["TIME_WAIT"] == 7 and data["states"]["CLOSE_WAIT"] == 9 and data["states"]["LISTEN"] == 6
+    assert data["total"] == sum(data["states"].values())
+    assert data["source"] == "proc" and data["source_label"] == "/proc/net/tcp (--source proc)"
+    assert data["port_range"] == {"low": 32768, "high": 60999, "size": 28232}
+    assert data["time_wait"]["count"] == 14
+
+
+def test_status_text_has_bars_limits_and_breakdowns(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", *TREES]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "source: /proc/net/tcp (--source proc)" in out
+    assert "ESTABLISHED" in out and "█" in out
+    assert "tcp_max_orphans not readable here" in out
+    for heading in ("By port", "Outgoing connections per remote endpoint", "By remote address", "Listeners",
+                    "Kernel counters"):
+        assert heading in out
+    assert "\x1b[" not in out  # no colour when piped
+
+
+def test_status_port_filter_keeps_only_that_port(capsys: pytest.CaptureFixture[str]) -> None:
+    data = _json(capsys, "status", "--port", "7001")
+    assert data["by_port"] == [{"port": 7001, "direction": "out", "total": 7, "states": {"TIME_WAIT": 7}},
+                               {"port": 7001, "direction": "in", "total": 1, "states": {"LISTEN": 1}}]
+
+
+def test_status_prometheus_is_textfile_format_bounded_by_top(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", *TREES, "--format", "prometheus", "--top", "2"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert 'tcptune_sockets{state="time_wait"} 7' in out
+    assert "# TYPE tcptune_sockets gauge" in out and "# HELP tcptune_sockets " in out
+    assert len({line.split('port="')[1].split('"')[0] + line.split('direction="')[1][:3]
+                for line in out.splitlines() if line.startswith("tcptune_sockets_by_port{")}) == 2
+    assert 'tcptune_kernel_counter_total{group="TcpExt",name="ListenOverflows"}' in out
+    assert "tcptune_orphans_max" not in out  # unreadable inside a namespace: no sample rather than a fake 0
+    families = [line.split()[2] for line in out.splitlines() if line.startswith("# TYPE")]
+    assert len(families) == len(set(families))
+    for line in out.splitlines():
+        assert line.startswith("#") or line.startswith("tcptune_")
+
+
+def test_status_output_file_is_written_whole(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "tcptune.prom"
+    assert run(["status", *TREES, "--format", "prometheus", "--output", str(target)]) == EXIT_OK
+    assert capsys.readouterr().out == ""
+    assert target.read_text().startswith("# HELP tcptune_sockets ")
+    assert [p.name for p in tmp_path.iterdir()] == ["tcptune.prom"]
+
+
+def test_status_watch_repeats_and_json_becomes_one_document_per_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", *TREES, "--format", "json", "--watch", "0.01", "--count", "3"]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3
+    second = json.loads(lines[1])
+    assert second["counter_deltas"]["TcpExt.ListenOverflows"] == 0 and second["window_seconds"] is not None
+
+
+def test_status_watch_text_shows_counter_changes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", *TREES, "--watch", "0.01", "--count", "2"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert out.count("TCP sockets in") == 2 and "+0" in out
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1"])
+def test_status_watch_rejects_non_positive_seconds(seconds: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", *TREES, "--watch", seconds]) == EXIT_USAGE
+    assert "--watch" in capsys.readouterr().err
+
+
+def test_status_watch_ends_cleanly_on_ctrl_c(monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    def interrupt(_seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(time, "sleep", interrupt)
+    assert run(["status", *TREES, "--watch", "5"]) == EXIT_OK
+    assert "TCP sockets in" in capsys.readouterr().out
+
+
+def test_status_does_not_load_rich_jinja_or_ansible() -> None:
+    import subprocess
+
+    probe = ("import sys, io, contextlib\n"
+             "from tcptune.cli import run\n"
+             "with contextlib.redirect_stdout(io.StringIO()):\n"
+             f"    assert run(['status', *{TREES!r}]) == 0\n"
+             "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'jinja2', 'ansible', 'ansible_runner'}))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_status_missing_proc_net_is_an_error_not_a_traceback(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", "--source", "proc", "--proc-net", str(tmp_path)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert "tcptune: error:" in err and "Traceback" not in err
+
+
+# ---- recommend -------------------------------------------------------------------------------------------------------
+
+
+def test_recommend_json_has_findings_suggestions_and_evidence(capsys: pytest.CaptureFixture[str]) -> None:
+    data = _json(capsys, "recommend", "--min-sockets", "3", "--no-owners")
+    ids = [f["id"] for f in data["findings"]]
+    assert "close-wait" in ids and "fin-wait2-orphans" in ids
+    close_wait = [f for f in data["findings"] if f["id"] == "close-wait"]
+    assert {(f["numbers"]["port"], f["numbers"]["direction"]) for f in close_wait} == {(7002, "in"), (7003, "out")}
+    assert data["suggested"] == {"net.ipv4.tcp_fin_timeout": "30"}
+    assert data["current"] == {"net.ipv4.tcp_fin_timeout": "60"}
+    assert data["evidence"]["states"]["CLOSE_WAIT"] == 9 and data["written"] is None
+
+
+def test_recommend_text_shows_numbers_change_and_why(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["recommend", *TREES, "--min-sockets", "3"]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert "evidence: 45 TCP sockets" in out and "via /proc/net/tcp (--source proc)" in out
+    assert "net.ipv4.tcp_fin_timeout: 60 -> 30" in out
+    assert "no sysctl fixes this" in out and "owner unknown" in out
+    assert "why:" in out
+
+
+def test_recommend_on_a_quiet_host_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["recommend", *TREES]) == EXIT_OK
+    assert "No findings" in capsys.readouterr().out
+
+
+def test_recommend_write_produces_a_valid_profile_extending_base(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "from-evidence.yaml"
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target)]) == EXIT_OK
+    assert f"wrote {target}" in capsys.readouterr().out
+    text = target.read_text()
+    assert "name: from-evidence\n" in text and "extends: base\n" in text
+    assert "net.ipv4.tcp_fin_timeout: 30" in text
+    assert run(["validate", str(target)]) == EXIT_OK
+    assert not list(tmp_path.glob(".tcptune-*"))  # neither the validation probe nor a temp file is left
+
+
+def test_recommend_write_refuses_to_overwrite_without_force(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "mine.yaml"
+    target.write_text("keep me\n")
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target)]) == EXIT_ERROR
+    assert "--force" in capsys.readouterr().err and target.read_text() == "keep me\n"
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target), "--force"]) == 0
+    assert "tcp_fin_timeout" in target.read_text()
+
+
+def test_recommend_write_extends_a_base_file_by_relative_path(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "profiles").mkdir()
+    parent = tmp_path / "profiles" / "edge.yaml"
+    parent.write_text("name: edge\nextends: base\nsettings:\n  net.core.somaxconn: 8192\n")
+    (tmp_path / "out").mkdir()
+    target = tmp_path / "out" / "next.yaml"
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target),
+                "--base", str(parent)]) == EXIT_OK
+    capsys.readouterr()
+    assert "extends: ../profiles/edge.yaml\n" in target.read_text()
+    assert run(["show", str(target), "--format", "json"]) == EXIT_OK
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["chain"] == ["base", "edge", "next"]
+
+
+def test_recommend_write_with_a_missing_base_fails_and_writes_nothing(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "x.yaml"
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target),
+                "--base", "no-such-profile"]) == EXIT_ERROR
+    assert "no-such-profile" in capsys.readouterr().err
+    assert not target.exists() and not list(tmp_path.glob(".tcptune-*"))
+
+
+def test_recommend_write_without_suggestions_writes_nothing(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "x.yaml"
+    assert run(["recommend", *TREES, "--write", str(target)]) == EXIT_OK
+    assert "not written" in capsys.readouterr().err and not target.exists()
+
+
+def test_recommend_sample_reports_the_window(monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    data = _json(capsys, "recommend", "--sample", "1", "--no-owners")
+    assert data["evidence"]["window_seconds"] is not None
+    assert run(["recommend", *TREES, "--sample", "0"]) == EXIT_USAGE
