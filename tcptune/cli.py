@@ -4,7 +4,6 @@ Exit codes (same for every command): 0 success, 1 error (invalid profile, failed
 (``diff`` only), 3 an apply failed and not everything could be restored, 64 bad command line, 70 internal error.
 """
 
-from __future__ import annotations
 
 import sys
 from enum import Enum
@@ -42,6 +41,28 @@ class ShowFormat(str, Enum):
 ProfileArg = Annotated[str, typer.Argument(
     help="Profile file, or the name of a built-in profile (see 'tcptune profiles').")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+
+# Annotations are evaluated at definition time (no postponed annotations: typer would compile and eval each
+# one on every run), so every option type used below is defined here.
+InventoryOpt = Annotated[str | None, typer.Option(
+    "--inventory", "-i", help="Ansible inventory (file or directory): run across the fleet through ansible-runner.")]
+LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern to restrict the run to.")]
+ForksOpt = Annotated[int | None, typer.Option("--forks", min=1, help="Hosts in parallel (default: Ansible's, 5).")]
+
+
+class StatusFormat(str, Enum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+ProcNetOpt = Annotated[str, typer.Option(
+    "--proc-net", envvar="TCPTUNE_PROC_NET", show_default=True,
+    help="Directory holding tcp, tcp6, sockstat, netstat and snmp (/proc/net follows the current network "
+         "namespace). Kernel counters come from here, and sockets too when netlink is unavailable.")]
+SourceOpt = Annotated[str, typer.Option("--source", hidden=True, help="Socket source: auto, netlink or proc.")]
+TopOpt = Annotated[int, typer.Option(
+    "--top", min=1, help="Rows per breakdown (ports, remote addresses, endpoints); bounds Prometheus series.")]
 
 
 def _version(value: bool) -> None:
@@ -519,12 +540,6 @@ def rollback(
 
 # ---- fleets: Ansible roles, push, fleet diff (issue 4) -------------------------------------------------------------
 
-InventoryOpt = Annotated[str | None, typer.Option(
-    "--inventory", "-i", help="Ansible inventory (file or directory): run across the fleet through ansible-runner.")]
-LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern to restrict the run to.")]
-ForksOpt = Annotated[int | None, typer.Option("--forks", min=1, help="Hosts in parallel (default: Ansible's, 5).")]
-
-
 @app.command()
 def role(
     profile: Annotated[str | None, typer.Argument(help="Profile file or built-in name (omit with --generic).")] = None,
@@ -672,21 +687,6 @@ def _fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: i
 
 
 # ---- evidence: status, recommend (issue 5) -------------------------------------------------------------------------
-
-
-class StatusFormat(str, Enum):
-    text = "text"
-    json = "json"
-    prometheus = "prometheus"
-
-
-ProcNetOpt = Annotated[str, typer.Option(
-    "--proc-net", envvar="TCPTUNE_PROC_NET", show_default=True,
-    help="Directory holding tcp, tcp6, sockstat, netstat and snmp (/proc/net follows the current network "
-         "namespace). Kernel counters come from here, and sockets too when netlink is unavailable.")]
-SourceOpt = Annotated[str, typer.Option("--source", hidden=True, help="Socket source: auto, netlink or proc.")]
-TopOpt = Annotated[int, typer.Option(
-    "--top", min=1, help="Rows per breakdown (ports, remote addresses, endpoints); bounds Prometheus series.")]
 
 
 @app.command()
