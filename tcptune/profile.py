@@ -19,8 +19,9 @@ from .errors import Diagnostic, Location, ProfileError
 
 FIELDS = ("name", "description", "extends", "settings")
 MAX_PROFILE_BYTES = 1024 * 1024
-KEY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*([./][A-Za-z0-9_][A-Za-z0-9_-]*)*$")
-PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+KEY_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]*([./][A-Za-z0-9_][A-Za-z0-9_-]*)*\Z")
+PROFILE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
+"""A profile name becomes a file header, a role name and an Ansible play name: plain characters only."""
 
 
 class Setting(NamedTuple):
@@ -98,8 +99,43 @@ class _StrictComposer:
         return super().compose_node(parent, index)  # type: ignore[misc]
 
 
+class _CoreSchema(yaml.resolver.BaseResolver):
+    """YAML 1.2 core schema for plain scalars, instead of PyYAML's YAML 1.1.
+
+    Under 1.1 ``030`` is octal 24, ``1:00`` is 60, ``yes`` is true and ``2024-01-01`` a date: all surprising in a
+    file of kernel numbers. Here decimal integers keep leading zeros' meaning (``030`` is 30), ``0x``/``0o`` are
+    explicit, and anything else that is not a number, true/false or null stays text for validation to judge.
+    """
+
+
+_CoreSchema.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
+    ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
+    ("float", r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+     "-+.0123456789"),
+    ("null", r"~|null|Null|NULL|", "~nN"),
+):
+    _CoreSchema.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(rf"\A(?:{_pattern})\Z"),
+                                      [*_first, ""] if _tag == "null" else list(_first))
+
+
+def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
+    text = str(node.value)
+    sign = -1 if text.startswith("-") else 1
+    body = text.lstrip("+-")
+    if body.startswith(("0x", "0o")):
+        return sign * int(body[2:], 16 if body[1] == "x" else 8)
+    return sign * int(body, 10)
+
+
 class _StrictLoader(_StrictComposer, yaml.SafeLoader):
     """Pure-Python strict loader, used when PyYAML was built without libyaml."""
+
+    yaml_implicit_resolvers = _CoreSchema.yaml_implicit_resolvers
+
+
+_StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 if yaml.__with_libyaml__:
@@ -108,6 +144,7 @@ if yaml.__with_libyaml__:
                          yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
         """libyaml scans and parses (ten times faster); composition stays in Python so the checks above apply."""
 
+        yaml_implicit_resolvers = _CoreSchema.yaml_implicit_resolvers
         get_single_node = yaml.composer.Composer.get_single_node
         compose_document = yaml.composer.Composer.compose_document
 
@@ -117,6 +154,7 @@ if yaml.__with_libyaml__:
             yaml.constructor.SafeConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
 
+    _StrictCLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
     _Loader: type = _StrictCLoader
 else:
     _Loader = _StrictLoader
@@ -266,6 +304,10 @@ def _read_document(path: Path) -> _Document:
                 doc.extends.append((ref.value, _loc(file, ref.start_mark)))
         else:
             settings_node = value_node
+    if "name" not in seen_fields and not PROFILE_NAME.match(doc.name):
+        err(f"the file name gives the profile name {doc.name!r}, which is not a plain name", root.start_mark,
+            hint="add a 'name:' field (letters, digits, '-', '_', '.'), or rename the file")
+        doc.name = "unnamed"
     if settings_node is not None:  # after the loop, so that origins carry the final profile name
         _read_settings(settings_node, doc, loader, err)
     if "settings" not in seen_fields and not doc.extends:
@@ -297,23 +339,19 @@ def _read_settings(node: yaml.Node, doc: _Document, loader: Any, err: Any) -> No
                 hint=f"first set at line {first.line + 1}; YAML would silently keep only the last")
             continue
         seen[key] = key_node.start_mark
-        value: Any
-        if isinstance(value_node, yaml.ScalarNode):
-            value = loader.construct_object(value_node, deep=True)
-        elif isinstance(value_node, yaml.SequenceNode):
-            items = []
-            for item in value_node.value:
-                if not isinstance(item, yaml.ScalarNode):
-                    err("list items must be plain values", item.start_mark, key=key)
-                    break
-                items.append(loader.construct_object(item, deep=True))
-            else:
-                value = items
-                doc.settings.append(Setting(key, value, _loc(file, value_node.start_mark), doc.name, written))
-            continue
-        else:
+        if isinstance(value_node, yaml.MappingNode):
             err("expected a value, got a mapping", value_node.start_mark, key=key)
             continue
+        scalars = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+        if any(not isinstance(item, yaml.ScalarNode) for item in scalars):
+            err("list items must be plain values", value_node.start_mark, key=key)
+            continue
+        try:
+            values = [loader.construct_object(item, deep=True) for item in scalars]
+        except (ValueError, yaml.YAMLError) as exc:
+            err(f"unreadable value: {exc}", value_node.start_mark, key=key)
+            continue
+        value = values if isinstance(value_node, yaml.SequenceNode) else values[0]
         doc.settings.append(Setting(key, value, _loc(file, value_node.start_mark), doc.name, written))
 
 

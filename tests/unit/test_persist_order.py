@@ -115,3 +115,12 @@ def test_restore_file_rewrites_or_removes(tmp_path: Path) -> None:
     persist.restore_file(str(target), None)
     assert persist.read_text(str(target)) is None
     persist.restore_file(str(target), None)  # already gone: fine
+
+
+def test_rendered_file_keeps_every_setting_on_its_own_line() -> None:
+    from tcptune.persist import render_sysctl_conf
+
+    text = render_sysctl_conf("evil\nnet.ipv4.tcp_syncookies = 0", "abc\n", {"net.ipv4.tcp_fin_timeout": "30"})
+    assert [line for line in text.splitlines() if not line.startswith("#")] == ["net.ipv4.tcp_fin_timeout = 30"]
+    with pytest.raises(ValueError):
+        render_sysctl_conf("p", "f", {"net.ipv4.tcp_fin_timeout": "30\nkernel.modprobe = /tmp/x"})

@@ -96,3 +96,30 @@ def test_fingerprint_changes_with_values(tmp_path: Path) -> None:
     a = load_profile(write(tmp_path, "a.yaml", "settings:\n  tcp_fin_timeout: 30\n"))
     b = load_profile(write(tmp_path, "b.yaml", "settings:\n  tcp_fin_timeout: 31\n"))
     assert a.fingerprint() != b.fingerprint()
+
+
+@pytest.mark.parametrize(("written", "expected"), [("030", 30), ("0x400", 1024), ("0o17", 15), ("-5", -5)])
+def test_numbers_follow_yaml_1_2_not_1_1(tmp_path: Path, written: str, expected: int) -> None:
+    path = write(tmp_path, "p.yaml", f"settings:\n  tcp_fin_timeout: {written}\n")
+    assert load_profile(path).settings["net.ipv4.tcp_fin_timeout"].value == expected
+
+
+@pytest.mark.parametrize("written", ["2024-13-45", "2024-01-01 25:00:00", "1:00", "yes", "on"])
+def test_yaml_1_1_oddities_stay_text_and_are_reported(tmp_path: Path, written: str) -> None:
+    path = write(tmp_path, "p.yaml", f"settings:\n  tcp_fin_timeout: {written}\n")
+    errors = validate(load_profile(path)).errors
+    assert [str(e) for e in errors] == [f"{path}:2:20: net.ipv4.tcp_fin_timeout: expected a number, got '{written}' "
+                                        "(a number of seconds, or with a unit: 30s, 2m, 1h)"]
+
+
+def test_file_name_that_is_not_a_plain_name_needs_a_name_field(tmp_path: Path) -> None:
+    evil = write(tmp_path, "evil\nnet.ipv4.tcp_syncookies = 0\n#.yaml", "settings:\n  tcp_fin_timeout: 30\n")
+    errors = validate(load_profile(evil)).errors
+    assert any("not a plain name" in e.message for e in errors)
+    named = write(tmp_path, "x{{ lookup('pipe','id') }}.yaml", "name: fine\nsettings:\n  tcp_fin_timeout: 30\n")
+    assert validate(load_profile(named)).ok
+
+
+def test_key_name_with_trailing_newline_is_rejected(tmp_path: Path) -> None:
+    path = write(tmp_path, "p.yaml", 'settings:\n  "tcp_fin_timeout\\n": 30\n')
+    assert any("is not a sysctl key name" in e.message for e in validate(load_profile(path)).errors)
