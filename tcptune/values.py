@@ -185,20 +185,6 @@ def format_kernel(parsed: Parsed) -> str:
     return parsed
 
 
-def humanize(number: int, unit: str) -> str:
-    """``16777216`` bytes -> ``16 MiB``; used only for display."""
-    if unit == "bytes":
-        for name, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-            if number >= factor and number % factor == 0:
-                return f"{number // factor} {name}"
-        return f"{number} B"
-    if unit == "seconds":
-        return f"{number} s"
-    if unit == "milliseconds":
-        return f"{number} ms"
-    return str(number)
-
-
 def _unit_hint(unit: str) -> str:
     if unit == "bytes":
         return "a number of bytes, or with a unit: 64KiB, 16MiB, 1GiB (IEC) or kB, MB, GB (SI)"
