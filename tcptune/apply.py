@@ -12,11 +12,11 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from . import persist
-from .errors import ApplyFailed, LiveStateError, PermissionProblem, UsageError
-from .journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, UNDOABLE, Journal, StateDir
+from .errors import ApplyFailed, LiveStateError, PermissionProblem, TcptuneError, UsageError
+from .journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, UNDOABLE, Journal, StateDir, StateWriteError
 from .live import ProcSys, WriteOutcome, write_all
 from .plan import MISSING, READ_ONLY, UNREADABLE, BootState, Change, Drift, KeyState, Plan, boot_states, plan
-from .values import canonical
+from .values import same
 
 REAL_PROC_SYS = "/proc/sys"
 WRITE_DELAY_ENV = "TCPTUNE_TEST_WRITE_DELAY"
@@ -34,6 +34,12 @@ class Target(NamedTuple):
 
     @property
     def proc(self) -> ProcSys:
+        """The tree to read and write; UsageError for an empty --proc-root, LiveStateError for a missing one."""
+        if not self.proc_root:
+            raise UsageError("--proc-root must not be empty (the default is /proc/sys)")
+        if not os.path.isdir(self.proc_root):
+            what = "not a directory" if os.path.exists(self.proc_root) else "no such directory"
+            raise LiveStateError(f"--proc-root {self.proc_root}: {what}")
         return ProcSys(self.proc_root)
 
     @property
@@ -113,6 +119,8 @@ class ApplyResult:
         self.overridden: list[BootState] = []
         """Keys of tcptune's file that a later sysctl.d file overrides at boot."""
         self.persist_outside_boot_path = False
+        self.warnings: list[str] = []
+        """Problems after a successful apply that did not undo it (the last-applied record could not be saved)."""
 
     @property
     def written(self) -> list[str]:
@@ -160,8 +168,10 @@ def apply(desired: Desired, target: Target, confirmed: Plan, *, skip_missing: bo
 
     Order: lock, refuse if an interrupted apply is waiting for rollback, re-plan, journal (fsync'd), write each
     change (restoring all on the first failure), verify by re-reading, persist atomically, finish the journal.
+    A state directory that fails after the kernel changed raises LiveStateError saying exactly what changed.
     """
     require_root(target, "apply")
+    proc = target.proc
     state = target.state
     with state.lock():
         _refuse_if_interrupted(state)
@@ -177,47 +187,77 @@ def apply(desired: Desired, target: Target, confirmed: Plan, *, skip_missing: bo
         previous = _read_own(target.own_file) if write_persist else None
         persist_needed = write_persist and previous != content
         if not current.changes and not persist_needed:
-            state.write_last_applied(_last_record(desired, target))
+            _save_last_applied(state, desired, target, result)
             result.persisted = target.own_file if write_persist else None
             _check_overrides(result, desired, target, write_persist)
             return result
 
-        journal = state.begin(
-            "apply", profile={"name": desired.name, "fingerprint": desired.fingerprint, "source": desired.source},
-            desired=desired.as_dict(), proc_root=target.proc_root,
-            changes=[c.as_dict() for c in current.changes], skipped=[k.key for k in skipped],
-            persist={"path": target.own_file, "planned": persist_needed, "previous": previous,
-                     "new": content if persist_needed else None, "written": False})
+        try:
+            journal = state.begin(
+                "apply", profile={"name": desired.name, "fingerprint": desired.fingerprint,
+                                  "source": desired.source},
+                desired=desired.as_dict(), proc_root=target.proc_root,
+                changes=[c.as_dict() for c in current.changes], skipped=[k.key for k in skipped],
+                persist={"path": target.own_file, "planned": persist_needed, "previous": previous,
+                         "new": content if persist_needed else None, "written": False})
+        except LiveStateError as exc:
+            raise LiveStateError(f"{exc}; nothing was changed") from None
         result.journal_id = journal.id
-        outcome = write_all(target.proc, [(c.key, c.new, c.old) for c in current.changes], _before_each())
+        outcome = write_all(proc, [(c.key, c.new, c.old) for c in current.changes], _before_each(), same=same)
         result.outcome = outcome
         if not outcome.ok:
             _fail(journal, outcome)
-        result.mismatches = _verify(target.proc, current.changes)
+        result.mismatches = _verify(proc, current.changes)
         if persist_needed:
             assert content is not None
             try:
                 os.makedirs(target.sysctl_dir, mode=0o755, exist_ok=True)
                 persist.atomic_write(target.own_file, content, 0o644)
             except OSError as exc:
-                undo = write_all(target.proc, [(c.key, c.old, c.new) for c in reversed(current.changes)])
+                undo = write_all(proc, [(c.key, c.old, c.new) for c in reversed(current.changes)], same=same)
                 problem = f"could not write {target.own_file}: {exc.strerror or exc}"
                 if undo.ok:
-                    journal.finish(FAILED, error=problem, restored=undo.applied)
-                    raise LiveStateError(f"{problem}; the {len(undo.applied)} changed key(s) were restored, "
-                                         "nothing is changed") from None
-                journal.finish(INCOMPLETE, error=problem)
-                raise ApplyFailed(f"{problem}; restoring the live values failed too: "
-                                  + _describe_failure(undo)) from None
-            persist_record = dict(journal.data["persist"], written=True)
-            journal.update(persist=persist_record)
+                    done = f"{problem}; the {len(undo.applied)} changed key(s) were restored, nothing is changed"
+                    _record(journal, done, lambda: journal.finish(FAILED, error=problem, restored=undo.applied))
+                    raise LiveStateError(done) from None
+                done = f"{problem}; restoring the live values failed too: " + _describe_failure(undo)
+                _record(journal, done, lambda: journal.finish(INCOMPLETE, error=problem))
+                raise ApplyFailed(done) from None
             result.persist_changed = True
+        done = _applied_text(outcome.applied, target.own_file if result.persist_changed else None)
+        if result.persist_changed:
+            _record(journal, done, lambda: journal.update(persist=dict(journal.data["persist"], written=True)))
         result.persisted = target.own_file if write_persist else None
-        journal.finish(COMPLETE, written=outcome.applied,
-                       mismatches=[{"key": k, "live": lv, "expected": e} for k, lv, e in result.mismatches])
-        state.write_last_applied(_last_record(desired, target))
+        _record(journal, done, lambda: journal.finish(
+            COMPLETE, written=outcome.applied,
+            mismatches=[{"key": k, "live": lv, "expected": e} for k, lv, e in result.mismatches]))
+        _save_last_applied(state, desired, target, result)
         _check_overrides(result, desired, target, write_persist)
         return result
+
+
+def _applied_text(keys: list[str], file: str | None) -> str:
+    text = f"{len(keys)} key(s) were changed on the live kernel" + (f" ({', '.join(keys)})" if keys else "")
+    return text + (f" and {file} was written" if file else "")
+
+
+def _record(journal: Journal, done: str, step: Any) -> None:
+    """A journal step after the machine changed: a failing state directory must say what is already done."""
+    try:
+        step()
+    except StateWriteError as exc:
+        raise LiveStateError(f"{done}, but the journal could not be updated: {exc}. The machine keeps those "
+                             f"changes; {journal.path} holds what is needed to undo them ('tcptune rollback' "
+                             "once the state directory is writable again)") from None
+
+
+def _save_last_applied(state: StateDir, desired: Desired, target: Target, result: ApplyResult) -> None:
+    """After a successful apply, failing to save what ``diff`` compares against is a warning, not a failure."""
+    try:
+        state.write_last_applied(_last_record(desired, target))
+    except StateWriteError as exc:
+        result.warnings.append(f"{exc}; the apply itself succeeded, but a bare 'tcptune diff' will not know this "
+                               "profile (name it: 'tcptune diff PROFILE')")
 
 
 def _before_each() -> Any:
@@ -253,12 +293,14 @@ def _fail(journal: Journal, outcome: WriteOutcome) -> None:
     record = {"failed": {"key": key, "reason": reason, "message": message}, "written": outcome.applied,
               "restored": outcome.restored, "restore_failed": [list(x) for x in outcome.restore_failed]}
     if outcome.restore_failed:
-        journal.finish(INCOMPLETE, **record)
-        raise ApplyFailed(_describe_failure(outcome))
-    journal.finish(FAILED, **record)
+        done = _describe_failure(outcome)
+        _record(journal, done, lambda: journal.finish(INCOMPLETE, **record))
+        raise ApplyFailed(done)
     restored = (f"the {len(outcome.restored)} key(s) already changed were restored "
                 f"({', '.join(outcome.restored)}), " if outcome.restored else "")
-    raise LiveStateError(f"{journal.kind} failed at {key}: {message}\n{restored}the machine is as it was before")
+    done = f"{journal.kind} failed at {key}: {message}\n{restored}the machine is as it was before"
+    _record(journal, done, lambda: journal.finish(FAILED, **record))
+    raise LiveStateError(done)
 
 
 def _describe_failure(outcome: WriteOutcome) -> str:
@@ -281,7 +323,7 @@ def _verify(proc: ProcSys, changes: tuple[Change, ...]) -> list[tuple[str, str |
     mismatches = []
     for change in changes:
         now = proc.read(change.key)
-        if now.text is None or canonical(now.text) != canonical(change.new):
+        if now.text is None or not same(now.text, change.new):
             mismatches.append((change.key, now.text, change.new))
     return mismatches
 
@@ -317,6 +359,8 @@ class RollbackResult:
         """"restored", "removed", "left" (changed since by someone else), or None (nothing to do)."""
         self.file_note: str | None = None
         self.skipped: list[KeyState] = []
+        self.warnings: list[str] = []
+        """Problems after a successful rollback that did not undo it (the last-applied record)."""
 
 
 def rollback_candidate(state: StateDir, ref: str | None) -> Journal:
@@ -333,9 +377,24 @@ def rollback_candidate(state: StateDir, ref: str | None) -> Journal:
     raise UsageError("nothing to roll back: no apply in the journal is still in effect (see 'tcptune history')")
 
 
+def _own_file_of(journal: Journal, path: str, target: Target) -> str:
+    """The journal's persisted file, if it is this run's own sysctl file; anything else is refused untouched.
+
+    A journal is data: rollback never restores or deletes a file just because a journal names it.
+    """
+    own = target.own_file
+    if os.path.basename(path) == os.path.basename(own) and \
+            os.path.realpath(os.path.dirname(path)) == os.path.realpath(os.path.dirname(own)):
+        return path
+    raise TcptuneError(f"{journal.path}: the journal names {path} as tcptune's sysctl file, but this run's is {own}; "
+                       "refusing to restore or delete any other file, nothing was changed (pass --sysctl-dir with "
+                       "the directory the apply used, or correct the journal)")
+
+
 def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -> RollbackResult:
     """Put back the values (and the persisted file) recorded before an apply; journaled like an apply."""
     require_root(target, "rollback")
+    proc = target.proc
     state = target.state
     with state.lock():
         # an interrupted rollback is finished by rolling back its apply again: it only writes what still differs
@@ -348,46 +407,61 @@ def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -
         if recorded_root and os.path.realpath(recorded_root) != os.path.realpath(target.proc_root):
             raise UsageError(f"apply {journal.id} was made against {recorded_root}, not {target.proc_root}; "
                              f"run rollback with --proc-root {recorded_root}")
+        record = dict(journal.data.get("persist") or {})
+        path = record.get("path") if record.get("planned") else None
+        if path:
+            path = _own_file_of(journal, path, target)
         if abandon:
             journal.finish("abandoned", note="abandoned by the user: current values accepted")
             return result
         changes = [Change(c["key"], c["old"], c["new"]) for c in journal.changes]
-        live = target.proc.read_many(c.key for c in changes)
-        back = plan({c.key: c.old for c in changes}, live, profile=f"rollback of {journal.id}")
+        live = proc.read_many(c.key for c in changes)
+        back = plan({c.key: c.old for c in changes}, live, profile=f"rollback of {journal.id}")  # only keys that moved
         writable_back, skipped = split_blocked(back, skip_missing=True, skip_readonly=True)
         result.plan, result.skipped = writable_back, skipped
-        record = dict(journal.data.get("persist") or {})
-        path = record.get("path")
         file_current = _read_own(path) if path else None
-        file_restore = bool(path) and record.get("planned") and file_current != record.get("previous")
+        file_restore = bool(path) and file_current != record.get("previous")
         if file_restore and file_current != record.get("new"):
             file_restore = False
             result.file_action = "left"
             result.file_note = (f"{path} was changed after apply {journal.id}; left as it is "
                                 "(its previous content is in the journal)")
-        rb = state.begin("rollback", rolls_back=journal.id, profile=journal.data.get("profile"),
-                         proc_root=target.proc_root,
-                         changes=[c.as_dict() for c in writable_back.changes],
-                         persist={"path": path, "planned": file_restore, "previous": file_current,
-                                  "new": record.get("previous") if file_restore else None, "written": False})
+        try:
+            rb = state.begin("rollback", rolls_back=journal.id, profile=journal.data.get("profile"),
+                             proc_root=target.proc_root,
+                             changes=[c.as_dict() for c in writable_back.changes],
+                             persist={"path": path, "planned": file_restore, "previous": file_current,
+                                      "new": record.get("previous") if file_restore else None, "written": False})
+        except LiveStateError as exc:
+            raise LiveStateError(f"{exc}; nothing was changed") from None
         result.journal_id = rb.id
-        outcome = write_all(target.proc, [(c.key, c.new, c.old) for c in writable_back.changes], _before_each())
+        outcome = write_all(proc, [(c.key, c.new, c.old) for c in writable_back.changes], _before_each(),
+                            same=same)
         result.outcome = outcome
         if not outcome.ok:
             _fail(rb, outcome)
+        restored = (f"{len(outcome.applied)} key(s) were restored on the live kernel"
+                    + (f" ({', '.join(outcome.applied)})" if outcome.applied else ""))
         if file_restore:
+            assert path is not None
             previous = record.get("previous")
             try:
                 persist.restore_file(path, previous)
             except OSError as exc:
-                rb.finish(INCOMPLETE, error=f"could not restore {path}: {exc.strerror or exc}",
-                          written=outcome.applied)
-                raise ApplyFailed(f"the live values were restored, but {path} could not be restored: "
-                                  f"{exc.strerror or exc}; its previous content is in journal {journal.id}") from None
+                problem = f"could not restore {path}: {exc.strerror or exc}"
+                done = (f"the live values were restored, but {path} could not be restored: "
+                        f"{exc.strerror or exc}; its previous content is in journal {journal.id}")
+                _record(rb, done, lambda: rb.finish(INCOMPLETE, error=problem, written=outcome.applied))
+                raise ApplyFailed(done) from None
             result.file_action = "restored" if previous is not None else "removed"
-        rb.finish(COMPLETE, written=outcome.applied, skipped=[k.key for k in skipped])
-        journal.finish(ROLLED_BACK, rolled_back_by=rb.id)
-        _reset_last_applied(state)
+            restored += f" and {path} was {result.file_action}"
+        _record(rb, restored, lambda: rb.finish(COMPLETE, written=outcome.applied, skipped=[k.key for k in skipped]))
+        _record(journal, restored, lambda: journal.finish(ROLLED_BACK, rolled_back_by=rb.id))
+        try:
+            _reset_last_applied(state)
+        except StateWriteError as exc:
+            result.warnings.append(f"{exc}; the rollback itself succeeded, but a bare 'tcptune diff' may compare "
+                                   "against the profile rolled back (name one: 'tcptune diff PROFILE')")
         return result
 
 

@@ -270,28 +270,30 @@ def _desired(ref: str, *, show_warnings: bool = False) -> object:
 def _warn_interrupted(state_dir: str) -> None:
     """Every invocation says so when an apply or rollback was killed part-way and awaits 'tcptune rollback'.
 
-    One listdir; the journal module is imported only when something is pending (validate and diff stay lean).
+    One listdir (``StateDir.has_pending_files``); journals are parsed only when something is pending. Whether an
+    apply is still running is decided by its lock, not its pid. A malformed journal gets a one-line warning here
+    (the command itself still runs); apply and rollback refuse to act on it.
     """
-    import os
-
-    try:
-        if not any(name.endswith(".pending.json") for name in os.listdir(os.path.join(state_dir, "journal"))):
-            return
-    except OSError:
-        return
     from .journal import StateDir
-    from .output import emit, paint
 
     state = StateDir(state_dir)
+    if not state.has_pending_files():
+        return
+    from .output import emit, paint
+
+    def warn(text: str) -> None:
+        emit(f"tcptune: {paint('warning:', 'warning', sys.stderr)} {text}", err=True)
+
     try:
-        stuck = state.interrupted()
-    except TcptuneError:
+        stuck = state.interrupted(on_malformed=lambda exc: warn(f"skipping {exc}"))
+    except TcptuneError as exc:
+        warn(f"cannot check for interrupted applies: {exc}")
         return
     for journal in stuck:
-        profile = (journal.data.get("profile") or {}).get("name", "?")
-        emit(f"tcptune: {paint('warning:', 'warning', sys.stderr)} {journal.kind} {journal.id} of profile {profile} "
-             f"(started {journal.data.get('started')}) was interrupted and may have left the machine half-changed; "
-             "run 'tcptune rollback' to restore the previous values ('tcptune history' for details)", err=True)
+        profile = (journal.data.get("profile") or {}).get("name") or "?"
+        warn(f"{journal.kind} {journal.id} of profile {profile} (started {journal.data.get('started')}) was "
+             "interrupted and may have left the machine half-changed; run 'tcptune rollback' to restore the previous "
+             "values ('tcptune history' for details)")
 
 
 def _flat(text: str | None) -> str:
@@ -439,12 +441,16 @@ def apply(
         elif not runnable.changes and new_file is None:
             emit("up to date: nothing to do")
         if not dry_run:  # record the profile even when nothing changed: a bare 'diff' compares against it
-            core.apply(desired, target, runnable, skip_missing=skip_missing,  # type: ignore[arg-type]
-                       skip_readonly=skip_readonly, write_persist=not no_persist)
+            done = core.apply(desired, target, runnable, skip_missing=skip_missing,  # type: ignore[arg-type]
+                              skip_readonly=skip_readonly, write_persist=not no_persist)
+            for warning in done.warnings:
+                say(f"warning: {warning}")
         raise typer.Exit(EXIT_OK)
     _confirm(yes, f"apply {len(runnable.changes)} change(s)" + (" and write the sysctl.d file" if new_file else ""))
     result = core.apply(desired, target, runnable, skip_missing=skip_missing,  # type: ignore[arg-type]
                         skip_readonly=skip_readonly, write_persist=not no_persist)
+    for warning in result.warnings:
+        say(f"warning: {warning}")
     for key, live, expected in result.mismatches:
         say(f"warning: {key}: live {_flat(live)}, expected {expected} (the kernel clamped or ignored the value)")
     for b in result.overridden:
@@ -511,13 +517,18 @@ def rollback(
     ] = False,
     proc_root: ProcRootOpt = "/proc/sys",
     state_dir: StateDirOpt = "/var/lib/tcptune",
+    sysctl_dir: SysctlDirOpt = None,
+    sysctl_root: SysctlRootOpt = "/",
 ) -> None:
-    """Restore the values (and the sysctl.d file) recorded before the last apply, or a chosen one. Journaled."""
+    """Restore the values (and the sysctl.d file) recorded before the last apply, or a chosen one. Journaled.
+
+    Only tcptune's own file in --sysctl-dir is restored or removed, whatever the journal names.
+    """
     from . import apply as core
     from .journal import StateDir
     from .output import emit
 
-    target = _target(proc_root, state_dir, None, "/")
+    target = _target(proc_root, state_dir, sysctl_dir, sysctl_root)
     core.require_root(target, "rollback")  # type: ignore[arg-type]
     candidate = core.rollback_candidate(StateDir(state_dir), journal_id)
     summary = candidate.summary()
@@ -536,6 +547,8 @@ def rollback(
         emit(f"{result.file_action} {(candidate.data.get('persist') or {}).get('path')}")
     elif result.file_note:
         emit(f"warning: {result.file_note}", err=True)
+    for warning in result.warnings:
+        emit(f"warning: {warning}", err=True)
 
 
 # ---- fleets: Ansible roles, push, fleet diff (issue 4) -------------------------------------------------------------
@@ -751,9 +764,7 @@ def _show_status(evidence: object, fmt: StatusFormat, top: int, ports: list[int]
     else:
         text = status_text(data)
     if output:
-        from .persist import atomic_write
-
-        atomic_write(output, text)
+        _write_output(output, text)
         return
     if watch and fmt is StatusFormat.text:
         if is_terminal():
@@ -762,6 +773,28 @@ def _show_status(evidence: object, fmt: StatusFormat, top: int, ports: list[int]
             text += "\n"
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _write_output(path: str, text: str) -> None:
+    """Write a file the user named (atomically); an OSError becomes one line naming the path, exit 1."""
+    import os
+
+    from .persist import atomic_write
+
+    if os.path.isdir(path):
+        raise TcptuneError(f"cannot write {path}: it is a directory (name a file in it)")
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise TcptuneError(f"cannot write {path}: {_os_problem(exc, path)}") from None
+
+
+def _os_problem(exc: OSError, path: str) -> str:
+    import os
+
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        return f"no such directory {os.path.dirname(os.path.abspath(path))}"
+    return (exc.strerror or str(exc)).lower()
 
 
 @app.command()
@@ -868,10 +901,18 @@ def _write_recommended_profile(path: str, findings: list, base: str, evidence: o
     context = f"{getattr(evidence, 'netns', None) or 'this host'}, {when}"
     text = profile_text(findings, name=profile_name_for(stem), extends=extends, context=context)
     assert text is not None
-    fd, probe = tempfile.mkstemp(prefix=".tcptune-recommend-", suffix=".yaml", dir=directory)
+    if os.path.isdir(path):
+        raise TcptuneError(f"cannot write {path}: it is a directory (name a file in it)")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        fd, probe = tempfile.mkstemp(prefix=".tcptune-recommend-", suffix=".yaml", dir=directory)
+    except OSError as exc:
+        raise TcptuneError(f"cannot write {path}: {_os_problem(exc, path)}") from None
+    try:
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+        except OSError as exc:
+            raise TcptuneError(f"cannot write {path}: {_os_problem(exc, path)}") from None
         verdict = check(load_profile(probe))
     finally:
         os.unlink(probe)
@@ -881,7 +922,10 @@ def _write_recommended_profile(path: str, findings: list, base: str, evidence: o
                        location=Location(path, d.location.line, d.location.column) if d.location.file == probe
                        else d.location)
             for d in verdict.errors])
-    atomic_write(path, text)
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise TcptuneError(f"cannot write {path}: {_os_problem(exc, path)}") from None
     return {"path": path, "extends": extends, "name": profile_name_for(stem)}
 
 

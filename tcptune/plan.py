@@ -10,16 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-from .live import LiveValue
+from .live import LiveValue, order_writes
 from .persist import BootValue, SysctlEntry
 from .values import canonical
 
 OK, DIFFERS, MISSING, READ_ONLY, UNREADABLE = "ok", "differs", "missing", "read-only", "unreadable"
 STATUS_TEXT = {OK: "ok", DIFFERS: "differs", MISSING: "missing on this kernel", READ_ONLY: "read-only here",
                UNREADABLE: "unreadable"}
-
-UNPRIVILEGED_START = "net.ipv4.ip_unprivileged_port_start"
-PORT_RANGE = "net.ipv4.ip_local_port_range"
 
 
 class KeyState(NamedTuple):
@@ -113,34 +110,17 @@ def plan(desired: Mapping[str, str], live: Mapping[str, LiveValue], *, profile: 
 
 
 def order_changes(changes: list[Change]) -> list[Change]:
-    """Order writes so the kernel's cross-key checks hold at every step.
-
-    The kernel refuses an ``ip_local_port_range`` whose low port is below ``ip_unprivileged_port_start`` and
-    an unprivileged start above the range's low port. So a lowered start is written first and a raised one
-    last; restoring in reverse order then holds the same invariant on the way back.
-    """
-    ordered = sorted(changes, key=lambda c: c.key)
-    start = next((c for c in ordered if c.key == UNPRIVILEGED_START), None)
-    if start is None:
-        return ordered
-    ordered.remove(start)
-    try:
-        lowering = int(canonical(start.new)) < int(canonical(start.old))
-    except ValueError:
-        lowering = True
-    return [start, *ordered] if lowering else [*ordered, start]
+    """Order writes so the kernel's cross-key checks hold at every step: ``live.order_writes`` (shared with the
+    Ansible module) on the canonical texts."""
+    by_key = {c.key: c for c in changes}
+    ordered = order_writes([(c.key, canonical(c.new), canonical(c.old)) for c in changes])
+    return [by_key[key] for key, _new, _old in ordered]
 
 
 def without(plan_: Plan, keys: set[str]) -> Plan:
     """The plan minus some keys (those skipped under --skip-missing / --skip-readonly)."""
     return Plan(plan_.profile, plan_.fingerprint, tuple(k for k in plan_.keys if k.key not in keys),
                 tuple(c for c in plan_.changes if c.key not in keys))
-
-
-def reverse_plan(changes: list[Change], live: Mapping[str, LiveValue], *, label: str) -> Plan:
-    """The plan that puts recorded old values back (rollback): only keys whose live value moved are written."""
-    desired = {c.key: c.old for c in changes}
-    return plan(desired, live, profile=label)
 
 
 # ---- persistence drift: what would be in force after a reboot -------------------------------------------------

@@ -16,7 +16,7 @@ from tests.integration.kernel_sandbox import KernelSandbox, host_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
-# keys written below, in the order tcptune writes them (sorted; see plan.order_changes)
+# keys written below, in the order tcptune writes them (sorted; see live.order_writes)
 KEYS = ("net.core.optmem_max", "net.core.somaxconn", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_time",
         "net.ipv4.tcp_rmem")
 GUARDED = (*KEYS, "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start", "net.core.rmem_max",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tcptune import apply as core
-from tcptune.errors import ApplyFailed, LiveStateError, PermissionProblem, UsageError
+from tcptune.errors import ApplyFailed, LiveStateError, PermissionProblem, TcptuneError, UsageError
 from tcptune.journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, StateDir
 from tcptune.live import ProcSys, WriteFailed
 
@@ -212,3 +212,157 @@ def test_journal_records_everything_rollback_needs(target: core.Target) -> None:
     data = json.loads(Path(journal.path).read_text())
     assert set(data) >= {"id", "kind", "status", "started", "finished", "profile", "desired", "changes", "persist",
                          "proc_root"}
+
+
+# ---- journals are data: checked before rollback acts on them ------------------------------------------------
+
+
+def hand_edit(journal_path: str, edit: object) -> None:
+    data = json.loads(Path(journal_path).read_text())
+    edit(data)  # type: ignore[operator]
+    Path(journal_path).write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("victim_kind", ["other-file", "same-name-elsewhere"])
+def test_rollback_never_touches_a_file_the_journal_names_but_does_not_own(target: core.Target, tmp_path: Path,
+                                                                         victim_kind: str) -> None:
+    run_apply(WEB, target)
+    victim_dir = tmp_path / "elsewhere"
+    victim_dir.mkdir()
+    victim = victim_dir / ("precious.txt" if victim_kind == "other-file" else "90-tcptune.conf")
+    victim.write_text("keep me\n")
+    (journal,) = StateDir(target.state_dir).journals()
+    hand_edit(journal.path, lambda d: d["persist"].update(path=str(victim), previous=None,
+                                                          new="keep me\n"))
+    with pytest.raises(TcptuneError) as caught:
+        core.rollback(target)
+    assert str(caught.value).startswith(f"{journal.path}: the journal names {victim}")
+    assert victim.read_text() == "keep me\n"
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "15"  # refused before any write
+    assert [j.kind for j in StateDir(target.state_dir).journals()] == ["apply"]
+
+
+def test_rollback_follows_a_symlinked_sysctl_dir_to_the_same_own_file(target: core.Target, tmp_path: Path) -> None:
+    link = tmp_path / "sysctl-link"
+    link.symlink_to(target.sysctl_dir)
+    run_apply(WEB, target._replace(sysctl_dir=str(link)))
+    result = core.rollback(target)
+    assert result.file_action == "removed" and not Path(target.own_file).exists()
+
+
+def test_rollback_of_a_journal_with_a_malformed_change_writes_nothing(target: core.Target) -> None:
+    run_apply(WEB, target)
+    (journal,) = StateDir(target.state_dir).journals()
+    hand_edit(journal.path, lambda d: d["changes"][-1].update(old=[5]))
+    with pytest.raises(LiveStateError, match=r"malformed journal: changes\[2\]\.old must be a string"):
+        core.rollback(target)
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "15" and live(target, "net.core.somaxconn") == "8192"
+
+
+def test_a_journal_old_value_recorded_as_a_number_is_restored(target: core.Target) -> None:
+    run_apply(WEB, target)
+    (journal,) = StateDir(target.state_dir).journals()
+    hand_edit(journal.path, lambda d: [c.update(old=int(c["old"])) for c in d["changes"]])
+    core.rollback(target)
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "60" and live(target, "net.core.somaxconn") == "4096"
+
+
+def test_a_malformed_journal_blocks_apply_before_any_write(target: core.Target) -> None:
+    state = StateDir(target.state_dir)
+    state.ensure()
+    (Path(state.journal_dir) / "x.pending.json").write_text(json.dumps({"id": "x", "changes": 5}))
+    with pytest.raises(LiveStateError, match=r"x\.pending\.json: malformed journal"):
+        run_apply(WEB, target)
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "60"
+
+
+def test_an_interrupted_apply_whose_pid_was_reused_still_blocks_apply(target: core.Target) -> None:
+    journal = StateDir(target.state_dir).begin("apply", proc_root=target.proc_root, changes=[])
+    journal.update(pid=1)  # always alive: the pid of a killed apply, reused
+    with pytest.raises(UsageError, match="interrupted"):
+        run_apply(WEB, target)
+    core.rollback(target)
+    run_apply(WEB, target)
+
+
+def test_a_group_writable_state_dir_is_refused(target: core.Target) -> None:
+    Path(target.state_dir).mkdir(mode=0o700)
+    Path(target.state_dir).chmod(0o770)
+    with pytest.raises(LiveStateError, match="chmod 700"):
+        run_apply(WEB, target)
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "60"
+
+
+# ---- the state directory failing after the kernel changed -------------------------------------------------
+
+
+def test_a_failed_last_applied_write_after_a_successful_apply_is_a_warning(target: core.Target) -> None:
+    Path(target.state_dir, "last-applied.json").mkdir(parents=True)
+    result = run_apply(WEB, target)
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "15" and Path(target.own_file).exists()
+    assert len(result.warnings) == 1 and "last-applied.json" in result.warnings[0]
+    assert StateDir(target.state_dir).journals()[0].status == COMPLETE
+
+
+def test_a_journal_that_cannot_be_finished_says_what_changed(target: core.Target,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcptune.journal
+
+    real = tcptune.journal.atomic_write
+
+    def full_disk(path: str, text: str, mode: int = 0o644) -> None:
+        if path.endswith(".json") and not path.endswith(".pending.json"):
+            raise OSError(28, "No space left on device")
+        real(path, text, mode)
+
+    monkeypatch.setattr(tcptune.journal, "atomic_write", full_disk)
+    with pytest.raises(LiveStateError) as caught:
+        run_apply(WEB, target)
+    message = str(caught.value)
+    assert "3 key(s) were changed on the live kernel (net.core.somaxconn, net.ipv4.tcp_fin_timeout, " \
+           "net.ipv4.tcp_tw_reuse)" in message and f"{target.own_file} was written" in message
+    assert "no space left on device" in message.lower() and "tcptune rollback" in message
+    monkeypatch.undo()
+    (_pending,) = StateDir(target.state_dir).interrupted()  # still pending: rollback can undo it
+    core.rollback(target)
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "60" and not Path(target.own_file).exists()
+
+
+def test_a_journal_that_cannot_be_started_changes_nothing(target: core.Target,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import tcptune.journal
+
+    def full_disk(path: str, text: str, mode: int = 0o644) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tcptune.journal, "atomic_write", full_disk)
+    with pytest.raises(LiveStateError, match=r"cannot write the journal .*; nothing was changed"):
+        run_apply(WEB, target)
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "60"
+
+
+# ---- --proc-root ---------------------------------------------------------------------------------------------
+
+
+def test_an_empty_proc_root_is_a_usage_error(target: core.Target) -> None:
+    with pytest.raises(UsageError, match="--proc-root must not be empty"):
+        core.make_plan(WEB, target._replace(proc_root=""))
+
+
+def test_a_missing_proc_root_is_an_error_not_missing_keys(target: core.Target, tmp_path: Path) -> None:
+    with pytest.raises(LiveStateError, match="no such directory"):
+        core.make_plan(WEB, target._replace(proc_root=str(tmp_path / "nope")))
+    with pytest.raises(LiveStateError, match="no such directory"):
+        core.rollback(target._replace(proc_root=str(tmp_path / "nope")))
+
+
+def test_a_key_linked_out_of_the_proc_root_is_unreadable_and_refused(target: core.Target, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.write_text("1\n")
+    (Path(target.proc_root) / "net/core/rmem_max").symlink_to(outside)
+    want = desired(net__core__rmem_max="2", net__ipv4__tcp_fin_timeout="15")
+    (state,) = [k for k in core.make_plan(want, target).keys if k.key == "net.core.rmem_max"]
+    assert state.status == "unreadable" and "outside" in (state.note or "")
+    with pytest.raises(LiveStateError, match="nothing was changed"):
+        run_apply(want, target)
+    assert outside.read_text() == "1\n"

@@ -203,3 +203,75 @@ def test_apply_on_the_real_kernel_as_non_root_fails_up_front(env: Env, monkeypat
 def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     run(["diff", "--help"])
     assert "2 drift found" in capsys.readouterr().out
+
+
+# ---- damaged state, reused pids, unusable paths: an error or a warning, never a traceback ---------------------
+
+
+def test_a_malformed_pending_journal_is_one_warning_not_a_crash(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    journal_dir = env.state / "journal"
+    journal_dir.mkdir(parents=True)
+    bad = journal_dir / "x.pending.json"
+    bad.write_text(json.dumps({"id": "x", "changes": 5}))
+    for argv in (["explain", "tcp_fin_timeout"], ["diff", str(env.profile)]):
+        assert run(argv) in (EXIT_OK, EXIT_DRIFT), argv
+        err = capsys.readouterr().err
+        assert f"warning: skipping {bad}: malformed journal: 'status' must be one of" in err, argv
+        assert len(err.strip().splitlines()) == 1 and "internal error" not in err
+    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR  # refuses to act next to a damaged journal
+    assert f"{bad}: malformed journal" in capsys.readouterr().err
+    assert env.live("net/ipv4/tcp_fin_timeout") == "60"
+
+
+def test_an_interrupted_apply_with_a_reused_pid_is_announced(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    journal = StateDir(str(env.state)).begin("apply", profile={"name": "tt3-web"}, proc_root=str(env.proc))
+    journal.update(pid=1)  # init: alive, so a pid check would think the apply is still running
+    run(["explain", "tcp_fin_timeout"])
+    assert "was interrupted" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("record", "says"), [
+    ({"profile": "x"}, "'profile' must be an object"),
+    ({"profile": {"name": "x", "values": [1, 2]}}, "profile.values must be an object"),
+    ({"profile": {"name": "x", "values": {"../../etc/passwd": "1"}}}, "not a sysctl key name"),
+])
+def test_a_bare_diff_with_a_malformed_last_applied_record_is_an_error(env: Env, capsys: pytest.CaptureFixture[str],
+                                                                      record: object, says: str) -> None:
+    env.state.mkdir()
+    (env.state / "last-applied.json").write_text(json.dumps(record))
+    assert run(["diff"]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert f"{env.state / 'last-applied.json'}: malformed last-applied record" in err and says in err
+
+
+def test_apply_that_cannot_record_last_applied_succeeds_with_a_warning(env: Env,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    (env.state / "last-applied.json").mkdir(parents=True, mode=0o700)
+    env.state.chmod(0o700)
+    assert run(["apply", "--yes", str(env.profile)]) == EXIT_OK
+    captured = capsys.readouterr()
+    assert "warning: cannot write" in captured.out and "last-applied.json" in captured.out
+    assert env.live("net/ipv4/tcp_fin_timeout") == "15" and env.own.exists()
+
+
+@pytest.mark.parametrize(("root", "says"), [("", "--proc-root must not be empty"),
+                                            ("/nonexistent-tcptune", "--proc-root /nonexistent-tcptune: no such "
+                                                                     "directory")])
+def test_diff_and_apply_reject_an_empty_or_missing_proc_root(env: Env, capsys: pytest.CaptureFixture[str], root: str,
+                                                             says: str) -> None:
+    for argv in (["diff", str(env.profile)], ["apply", "--yes", str(env.profile)]):
+        assert run([*argv, "--proc-root", root]) == EXIT_ERROR, argv
+        assert says in capsys.readouterr().err
+
+
+def test_rollback_restores_the_file_in_the_sysctl_dir_it_is_given(env: Env, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    assert run(["apply", "--yes", "--sysctl-dir", str(elsewhere), str(env.profile)]) == EXIT_OK
+    assert (elsewhere / "90-tcptune.conf").exists()
+    capsys.readouterr()
+    assert run(["rollback", "--yes"]) == EXIT_ERROR  # this run's own file is in <sysctl root>/etc/sysctl.d
+    assert "refusing to restore or delete any other file" in capsys.readouterr().err
+    assert env.live("net/ipv4/tcp_fin_timeout") == "15"
+    assert run(["rollback", "--yes", "--sysctl-dir", str(elsewhere)]) == EXIT_OK
+    assert not (elsewhere / "90-tcptune.conf").exists() and env.live("net/ipv4/tcp_fin_timeout") == "60"

@@ -218,3 +218,37 @@ def test_recommend_sample_reports_the_window(monkeypatch: pytest.MonkeyPatch,
     data = _json(capsys, "recommend", "--sample", "1", "--no-owners")
     assert data["evidence"]["window_seconds"] is not None
     assert run(["recommend", *TREES, "--sample", "0"]) == EXIT_USAGE
+
+
+# ---- output paths and --proc-root: one line naming the problem, exit 1 ---------------------------------------------
+
+
+@pytest.mark.parametrize(("where", "says"), [("nodir/x.prom", "no such directory"), (".", "it is a directory")])
+def test_status_output_to_an_unusable_path_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                                where: str, says: str) -> None:
+    path = tmp_path / where
+    assert run(["status", *TREES, "--format", "prometheus", "-o", str(path)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.startswith(f"tcptune: error: cannot write {path}: ") and says in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_recommend_write_into_a_missing_directory_is_one_line_naming_it(tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "nodir" / "r.yaml"
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(path)]) == EXIT_ERROR
+    err = capsys.readouterr().err
+    assert err.strip() == f"tcptune: error: cannot write {path}: no such directory {path.parent}"
+
+
+def test_recommend_write_to_a_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--force", "--write",
+                str(tmp_path)]) == EXIT_ERROR
+    assert "it is a directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("root", "says"), [("", "--proc-root must not be empty"), ("/nonexistent-tcptune",
+                                                                                    "no such directory")])
+def test_status_rejects_an_empty_or_missing_proc_root(root: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["status", "--source", "proc", "--proc-net", str(FIXTURES), "--proc-root", root]) == EXIT_ERROR
+    assert says in capsys.readouterr().err

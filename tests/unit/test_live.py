@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.live import LiveValue, ProcSys, WriteFailed, write_all
+from tcptune.live import LiveValue, ProcSys, WriteFailed, order_writes, write_all
 
 
 @pytest.fixture
@@ -146,10 +146,69 @@ def test_a_journal_hook_failure_stops_before_the_write(proc: ProcSys) -> None:
     assert proc.read("net.core.somaxconn").text == "4096"
 
 
-def test_path_refuses_a_key_file_that_links_out_of_the_tree(proc: ProcSys, tmp_path: Path) -> None:
+def test_a_key_file_that_links_out_of_the_tree_reads_as_unreadable(proc: ProcSys, tmp_path: Path) -> None:
     (tmp_path / "net/core/passwd").symlink_to("/etc/passwd")
     with pytest.raises(ValueError, match="outside"):
-        proc.read("net.core.passwd")
+        proc.path("net.core.passwd")
+    value = proc.read("net.core.passwd")
+    assert (value.status, value.text) == ("unreadable", None) and "outside" in (value.error or "")
+
+
+def test_writing_a_key_that_links_out_of_the_tree_is_refused(proc: ProcSys, tmp_path: Path) -> None:
+    target = tmp_path.parent / f"{tmp_path.name}-outside"
+    target.write_text("1\n")
+    (tmp_path / "net/core/escape").symlink_to(target)
+    outcome = write_all(proc, [("net.core.escape", "2", "1")])
+    assert outcome.failed is not None and outcome.failed[0] == "net.core.escape" and "outside" in outcome.failed[2]
+    assert target.read_text() == "1\n"
+
+
+def test_a_value_longer_than_a_page_is_read_whole(proc: ProcSys, tmp_path: Path) -> None:
+    long = " ".join(f"item{i}" for i in range(2000))  # ~17 KB: more than one page of /proc/sys output
+    (tmp_path / "net/core/long").write_text(long + "\n")
+    assert proc.read("net.core.long").text == long
+
+
+def test_a_value_over_the_cap_is_unreadable_never_truncated(proc: ProcSys, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tcptune.live.MAX_VALUE_BYTES", 100)
+    (tmp_path / "net/core/long").write_text("x" * 101)
+    value = proc.read("net.core.long")
+    assert (value.status, value.text) == ("unreadable", None) and "longer than 100 bytes" in (value.error or "")
+    (tmp_path / "net/core/long").write_text("x" * 99 + "\n")
+    assert proc.read("net.core.long").text == "x" * 99
+
+
+def test_order_writes_lowers_the_unprivileged_start_first_and_raises_it_last() -> None:
+    lower = [("net.ipv4.ip_local_port_range", "1000 2000", "32768 60999"),
+             ("net.core.somaxconn", "8", "4096"), ("net.ipv4.ip_unprivileged_port_start", "500", "1024")]
+    assert [k for k, _, _ in order_writes(lower)] == [
+        "net.ipv4.ip_unprivileged_port_start", "net.core.somaxconn", "net.ipv4.ip_local_port_range"]
+    raise_ = [("net.ipv4.ip_unprivileged_port_start", "2000", "1024"), ("net.core.somaxconn", "8", "4096")]
+    assert [k for k, _, _ in order_writes(raise_)] == ["net.core.somaxconn", "net.ipv4.ip_unprivileged_port_start"]
+    assert order_writes([("b", "1", "2"), ("a", "1", "2")]) == [("a", "1", "2"), ("b", "1", "2")]
+
+
+def test_write_all_decides_a_moved_failing_key_with_the_given_comparison(proc: ProcSys, tmp_path: Path) -> None:
+    """The failing key is put back only if it moved; '030' is '30' for values.same, not for a token compare."""
+    (tmp_path / "net/core/somaxconn").write_text("030\n")
+
+    class Refusing(ProcSys):
+        def write(self, key: str, text: str) -> None:
+            self.writes = [*getattr(self, "writes", []), (key, text)]
+            if text == "8":
+                raise WriteFailed(key, "invalid", "refused")
+            super().write(key, text)
+
+    from tcptune.values import same
+
+    tokens = Refusing(str(tmp_path))
+    write_all(tokens, [("net.core.somaxconn", "8", "30")])
+    assert tokens.writes == [("net.core.somaxconn", "8"), ("net.core.somaxconn", "30")]  # token compare: moved
+    (tmp_path / "net/core/somaxconn").write_text("030\n")
+    normalised = Refusing(str(tmp_path))
+    write_all(normalised, [("net.core.somaxconn", "8", "30")], same=same)
+    assert normalised.writes == [("net.core.somaxconn", "8")]  # same value: nothing to put back
 
 
 def test_non_root_diff_judges_writability_as_root_would(proc: ProcSys, tmp_path: Path,
