@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_VALUE_BYTES = 1 << 20
+READ_CHUNK = 4096
 """Longest value read; a longer one is reported unreadable, never cut off."""
 
 REASONS = ("missing", "read-only", "invalid", "permission", "busy", "error")
@@ -88,11 +89,12 @@ class ProcSys:
         except ValueError as exc:
             return LiveValue(key, None, "unreadable", False, str(exc))
         try:
-            with open(path, "rb") as handle:
+            with open(path, "rb", buffering=0) as handle:
                 chunks: list[bytes] = []
                 size = 0
                 while size <= MAX_VALUE_BYTES:  # /proc/sys hands out a long value a page at a time
-                    chunk = handle.read(MAX_VALUE_BYTES + 1 - size)
+                    # Small reads: the kernel allocates a buffer as large as each read asks for.
+                    chunk = handle.read(min(READ_CHUNK, MAX_VALUE_BYTES + 1 - size))
                     if not chunk:
                         break
                     chunks.append(chunk)
