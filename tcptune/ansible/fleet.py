@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FleetError
-from .render import RoleSpec, render_role
+from .render import RoleSpec, render_role, unsafe, yaml_document
 
 MODULE = "tcptune_sysctl"
 HOST_STATUSES = ("ok", "changed", "failed", "unreachable")
@@ -137,12 +137,9 @@ def run_spec(spec: RoleSpec, inventory: str, *, limit: str | None = None, forks:
 
 
 def _playbook(role: str, profile: str) -> str:
-    return ("---\n"
-            f"- name: tcptune {profile}\n"
-            "  hosts: all\n"
-            "  gather_facts: false\n"
-            "  roles:\n"
-            f"    - role: {role}\n")
+    """site.yml: the profile name is data in the play name (``!unsafe``: Ansible templates play names)."""
+    return "---\n" + yaml_document([{"name": unsafe(f"tcptune {profile}"), "hosts": "all", "gather_facts": False,
+                                     "roles": [{"role": role}]}])
 
 
 def _run(private: Path, inventory: str, *, limit: str | None, forks: int | None, check: bool,

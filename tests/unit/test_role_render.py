@@ -103,6 +103,71 @@ def test_no_profile_text_reaches_a_templated_place(role: Path) -> None:
         assert "lookup" not in text and "Busy" not in text, rel
 
 
+EVIL = 'x{{ lookup("pipe","id") }}'
+
+
+def _strings(data: object) -> list[str]:
+    """Every string in parsed YAML, mapping keys included."""
+    if isinstance(data, str):
+        return [data]
+    if isinstance(data, dict):
+        return [s for k, v in data.items() for s in _strings(k) + _strings(v)]
+    if isinstance(data, list):
+        return [s for item in data for s in _strings(item)]
+    return []
+
+
+@pytest.mark.parametrize("name", [EVIL, EVIL + "\nevil: {{ 1 }}", "a{% raw %}b", "c{# x #}"])
+def test_profile_name_and_description_are_never_templated(tmp_path: Path, name: str) -> None:
+    """Defence in depth (profile.py also restricts names): profile text reaches Ansible only as !unsafe data."""
+    spec = render.RoleSpec("tcptune_t", name, f"about {name}", fingerprint="0123456789ab", settings={
+        "net.ipv4.tcp_fin_timeout": "15", "net.ipv4.tcp_congestion_control": EVIL, EVIL: "1"})
+    role = render.render_role(spec, tmp_path)
+    for path in sorted(role.rglob("*.yml")):
+        data = load(path)
+        for text in _strings(data):
+            if any(m in text for m in ("lookup", "raw %", "x #", "evil")):
+                assert isinstance(text, Unsafe), f"{path.relative_to(role)}: {text!r} would be templated"
+        for line in path.read_text().splitlines():  # one line per scalar: nothing from the profile starts a line
+            assert not line.lstrip().startswith(("evil", "{{ 1")), f"{path.relative_to(role)}: {line!r}"
+    defaults = load(role / "defaults/main.yml")
+    assert set(defaults) == {f"tcptune_t_{v}" for v in ("settings", "overrides", "fingerprint", "persist",
+                                                            "sysctl_file", "profile_name", "verify")}
+    assert defaults["tcptune_t_profile_name"] == name and isinstance(defaults["tcptune_t_profile_name"], Unsafe)
+    main = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]
+    assert isinstance(main["short_description"], Unsafe) and name in main["short_description"]
+    assert isinstance(main["options"]["tcptune_t_profile_name"]["default"], Unsafe)
+    readme = (role / "README.md").read_text()
+    assert "\nevil:" not in readme and f"**{name.splitlines()[0]}" in readme
+
+
+def test_fleet_playbook_names_the_play_with_data(tmp_path: Path) -> None:
+    from tcptune.ansible.fleet import _playbook
+
+    site = tmp_path / "site.yml"
+    site.write_text(_playbook("tcptune_evil", EVIL + "\nevil: 1"))
+    (play,) = load(site)
+    assert isinstance(play["name"], Unsafe) and play["name"] == f"tcptune {EVIL}\nevil: 1"
+    assert set(play) == {"name", "hosts", "gather_facts", "roles"} and play["roles"] == [{"role": "tcptune_evil"}]
+    assert "{{" not in _playbook("tcptune_evil", "web").replace("!unsafe", "")
+
+
+@pytest.mark.parametrize("role_name", ["../x", "tcptune_{{ x }}", "Tcptune", ""])
+def test_role_names_are_plain_identifiers(tmp_path: Path, role_name: str) -> None:
+    with pytest.raises(FleetError):
+        render.render_role(render.RoleSpec(role_name, "x", "d"), tmp_path)
+    assert not any(tmp_path.iterdir())
+
+
+def test_role_from_a_profile_records_the_profile_fingerprint(spec: render.RoleSpec, role: Path) -> None:
+    """The file header then matches what the CLI writes; the module's own hash is for overrides and the generic
+    role only."""
+    profile = validate(load_profile(str(role.parent.parent / "web-server.yaml"))).profile
+    assert spec.fingerprint == profile.fingerprint()
+    assert load(role / "defaults/main.yml")["tcptune_web_server_fingerprint"] == profile.fingerprint()
+    assert "fingerprint: \"{{ tcptune_web_server_fingerprint if not" in (role / "tasks/main.yml").read_text()
+
+
 def test_argument_specs_are_derived_from_the_catalog(role: Path) -> None:
     options = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
     settings = options["tcptune_web_server_settings"]["options"]

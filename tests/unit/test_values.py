@@ -67,3 +67,17 @@ def test_kernel_text_uses_single_spaces() -> None:
 def test_control_characters_are_rejected() -> None:
     with pytest.raises(ValueProblem):
         parse_value("bbr\nvm.swappiness=0", "string")
+
+
+@pytest.mark.parametrize(("a", "b", "equal"), [
+    ("8080 9000-9100", "80809000-9100", False),
+    ("8080, 9000 - 9100", "8080,9000-9100", True),
+    ("1,2 3", "1,23", False),
+])
+def test_port_lists_never_glue_numbers_together(a: str, b: str, equal: bool) -> None:
+    assert (canonical(a) == canonical(b)) is equal
+
+
+def test_canonical_never_raises_on_backwards_ranges() -> None:
+    assert canonical("1 5-3") == "1 5-3"
+    assert canonical("5-3") == "5-3"

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
-MAX_VALUE_BYTES = 4096
+MAX_VALUE_BYTES = 1 << 20
+READ_CHUNK = 4096
+"""Longest value read; a longer one is reported unreadable, never cut off."""
 
 REASONS = ("missing", "read-only", "invalid", "permission", "busy", "error")
 
@@ -81,16 +83,32 @@ class ProcSys:
         return resolved == self._real_root or resolved.startswith(self._real_root.rstrip("/") + "/")
 
     def read(self, key: str) -> LiveValue:
-        path = self.path(key)
+        """The key's value; never raises: a key that escapes the root or is too long is "unreadable"."""
         try:
-            with open(path, "rb") as handle:
-                raw = handle.read(MAX_VALUE_BYTES + 1)
+            path = self.path(key)
+        except ValueError as exc:
+            return LiveValue(key, None, "unreadable", False, str(exc))
+        try:
+            with open(path, "rb", buffering=0) as handle:
+                chunks: list[bytes] = []
+                size = 0
+                while size <= MAX_VALUE_BYTES:  # /proc/sys hands out a long value a page at a time
+                    # Small reads: the kernel allocates a buffer as large as each read asks for.
+                    chunk = handle.read(min(READ_CHUNK, MAX_VALUE_BYTES + 1 - size))
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                raw = b"".join(chunks)
         except FileNotFoundError:
             return LiveValue(key, None, "missing", False, "no such key on this kernel or in this network namespace")
         except IsADirectoryError:
             return LiveValue(key, None, "missing", False, "this is a group of keys, not a key")
         except OSError as exc:
             return LiveValue(key, None, "unreadable", _writable(path), _read_problem(exc))
+        if len(raw) > MAX_VALUE_BYTES:
+            return LiveValue(key, None, "unreadable", _writable(path),
+                             f"the value is longer than {MAX_VALUE_BYTES} bytes; not read (never truncated)")
         text = raw.decode("utf-8", "replace")
         if text.endswith("\n"):
             text = text[:-1]
@@ -214,19 +232,47 @@ class WriteOutcome:
         return self.failed is None
 
 
-def _same_text(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and a.split() == b.split()
+UNPRIVILEGED_START = "net.ipv4.ip_unprivileged_port_start"
+
+
+def order_writes(changes: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """``(key, new_text, old_text)`` in the order to write them so the kernel's cross-key checks hold at each step.
+
+    The rule: keys are written in sorted order, except ``net.ipv4.ip_unprivileged_port_start``. The kernel refuses
+    an ``ip_local_port_range`` whose low port is below ``ip_unprivileged_port_start``, and an unprivileged start
+    above the range's low port. So a lowered start is written first and a raised (or unchanged, or unparsable:
+    treated as lowered) one last. Restoring in reverse order then holds the same invariant on the way back.
+    Shared by the CLI (``plan``) and the Ansible module, so both write in exactly the same order.
+    """
+    ordered = sorted(changes, key=lambda change: change[0])
+    start = next((c for c in ordered if c[0].replace("/", ".") == UNPRIVILEGED_START), None)
+    if start is None:
+        return ordered
+    ordered.remove(start)
+    try:
+        lowering = int(start[1].strip()) < int(start[2].strip())
+    except (ValueError, AttributeError):
+        lowering = True
+    return [start, *ordered] if lowering else [*ordered, start]
+
+
+def _same_tokens(a: str, b: str) -> bool:
+    """The default comparison of ``write_all``: whitespace-insensitive (the kernel prints tabs)."""
+    return a.split() == b.split()
 
 
 def write_all(proc: ProcSys, changes: list[tuple[str, str, str]],
-              before_each: Callable[[str], None] | None = None) -> WriteOutcome:
+              before_each: Callable[[str], None] | None = None,
+              same: Callable[[str, str], bool] | None = None) -> WriteOutcome:
     """Write ``(key, new_text, old_text)`` in order; on the first failure put back what was written, newest first.
 
     ``before_each(key)`` runs before each write (the journal hook); if it raises, that counts as a failure of the
     key and nothing more is written. Never raises for write errors: the outcome says exactly what state the
     machine is in. A kernel handler may store part of a multi-number value before rejecting the rest, so the
-    failing key itself is re-read and put back too if it moved.
+    failing key itself is re-read and put back too if it moved; ``same(a, b)`` decides "moved" (default: equal
+    whitespace-separated tokens; the CLI passes ``values.same``, which also knows ``030`` is ``30``).
     """
+    same = same or _same_tokens
     outcome = WriteOutcome()
     for key, new_text, _old in changes:
         try:
@@ -250,7 +296,8 @@ def write_all(proc: ProcSys, changes: list[tuple[str, str, str]],
     failed_key = outcome.failed[0]
     try:
         now = proc.read(failed_key)
-        if now.status == "ok" and failed_key in old_of and not _same_text(now.text, old_of[failed_key]):
+        if (now.status == "ok" and now.text is not None and failed_key in old_of
+                and not same(now.text, old_of[failed_key])):
             _restore(proc, failed_key, old_of[failed_key], outcome)
     except ValueError:
         pass

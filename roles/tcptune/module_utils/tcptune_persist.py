@@ -20,14 +20,23 @@ def render_sysctl_conf(profile_name: str, fingerprint: str, values: Mapping[str,
 
     Keys in ``ignore_errors`` (skipped because this kernel or namespace lacks them) are written ``-key = value``:
     systemd-sysctl and ``sysctl --system`` then set them where they can and stay quiet where they cannot.
+    Raises ValueError for a key or value that would not stay on its own line; header text is made one line.
     """
     lines = [
         "# Managed by tcptune; changes here are overwritten by the next 'tcptune apply'.",
-        f"# profile: {profile_name}",
-        f"# fingerprint: {fingerprint}",
+        f"# profile: {_one_line(profile_name)}",
+        f"# fingerprint: {_one_line(fingerprint)}",
     ]
-    lines += [f"{'-' if key in ignore_errors else ''}{key} = {values[key]}" for key in sorted(values)]
+    for key in sorted(values):
+        if _one_line(key) != key or _one_line(values[key]) != values[key] or "=" in key:
+            raise ValueError(f"refusing to persist {key!r} = {values[key]!r}: not a one-line sysctl setting")
+        lines.append(f"{'-' if key in ignore_errors else ''}{key} = {values[key]}")
     return "\n".join(lines) + "\n"
+
+
+def _one_line(text: str) -> str:
+    """Control characters (newlines above all) replaced, so that text cannot start a line of its own."""
+    return "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in str(text))
 
 
 def atomic_write(path: str, text: str, mode: int = 0o644) -> None:

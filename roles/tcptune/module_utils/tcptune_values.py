@@ -11,6 +11,7 @@ import re
 
 _INT = re.compile(r"^[+-]?\d+$")
 _PORTLIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
+_AROUND_SEPARATOR = re.compile(r"\s*([,-])\s*")
 _WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _UNIT_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
@@ -50,8 +51,11 @@ def canonical(text: object) -> str:
     tokens = s.split()
     if tokens and all(_INT.match(t) for t in tokens):
         return " ".join(str(int(t)) for t in tokens)
-    if s and _PORTLIST.match(s.replace(" ", "")):
-        return format_portlist(parse_portlist(s))
+    if s and _PORTLIST.match(_tight(s)):
+        try:
+            return format_portlist(parse_portlist(s))
+        except ValueProblem:  # a backwards range: not a port list the kernel would print; compare as text
+            pass
     return " ".join(tokens)
 
 
@@ -66,7 +70,7 @@ def has_unsafe_characters(text: str) -> bool:
 
 def parse_portlist(text: str) -> list[tuple[int, int]]:
     """``"8080,9000-9100"`` -> merged, sorted ranges. Raises ValueProblem."""
-    s = text.replace(" ", "")
+    s = _tight(text)
     if not s:
         return []
     if not _PORTLIST.match(s):
@@ -86,6 +90,12 @@ def parse_portlist(text: str) -> list[tuple[int, int]]:
         else:
             merged.append((lo, hi))
     return merged
+
+
+def _tight(text: str) -> str:
+    """Spaces around ',' and '-' removed (``"8080, 9000 - 9100"``); spaces between numbers are kept, so that
+    ``"8080 9000"`` is never read as port 80809000."""
+    return _AROUND_SEPARATOR.sub(r"\1", text.strip())
 
 
 def format_portlist(ranges: list[tuple[int, int]]) -> str:
@@ -183,20 +193,6 @@ def format_kernel(parsed: Parsed) -> str:
     if isinstance(parsed, tuple):
         return " ".join(str(n) for n in parsed)
     return parsed
-
-
-def humanize(number: int, unit: str) -> str:
-    """``16777216`` bytes -> ``16 MiB``; used only for display."""
-    if unit == "bytes":
-        for name, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
-            if number >= factor and number % factor == 0:
-                return f"{number // factor} {name}"
-        return f"{number} B"
-    if unit == "seconds":
-        return f"{number} s"
-    if unit == "milliseconds":
-        return f"{number} ms"
-    return str(number)
 
 
 def _unit_hint(unit: str) -> str:

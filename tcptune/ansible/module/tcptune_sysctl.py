@@ -33,7 +33,9 @@ options:
     type: str
     default: ansible
   fingerprint:
-    description: Hash recorded in the header; by default a hash of the settings themselves.
+    description:
+      - Hash recorded in the header. Roles made from a profile pass the profile's fingerprint (as the CLI writes it).
+      - By default (the generic role, or overrides set) a hash of the canonical settings themselves.
     type: str
   proc_root:
     description: Where /proc/sys is (tests use a temporary tree).
@@ -72,68 +74,84 @@ file_changed:
 
 import hashlib
 import os
-import re
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.tcptune_live import ProcSys, WriteFailed, write_all
+from ansible.module_utils.tcptune_live import ProcSys, order_writes, write_all
 from ansible.module_utils.tcptune_persist import atomic_write, render_sysctl_conf
-from ansible.module_utils.tcptune_values import canonical
+from ansible.module_utils.tcptune_values import canonical, has_unsafe_characters, same
 
-KEY_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]*(\.[A-Za-z0-9_][A-Za-z0-9_-]*)+$")
-CANNOT_WRITE = ("missing", "read-only", "unreadable")
+# Everything a host does is tcptune's own shipped code (module_utils): values.canonical compares and normalises,
+# live.ProcSys validates key names and reads, live.order_writes orders and live.write_all writes and restores, as
+# the CLI does. Only the loop that turns "read every key" into "changes to make" lives here (tcptune.plan does not
+# ship to hosts).
 
 
 def desired_text(value):
-    """A setting as the text written to /proc/sys; None if it is not a plain one-line value."""
-    if isinstance(value, bool):
-        return "1" if value else "0"
+    """A setting as the text to write (``values.canonical``); None if it is not a plain one-line value."""
     if isinstance(value, (list, tuple)):
-        if not all(isinstance(v, (int, str)) and not isinstance(v, bool) for v in value):
+        if not all(_is_number(v) for v in value):
             return None
-        value = " ".join(str(v) for v in value)
-    if isinstance(value, int):
-        return str(value)
-    if not isinstance(value, str):
+        value = " ".join(str(v).strip() for v in value)
+    elif not isinstance(value, (bool, int, str)):
         return None
-    if any(ch in "\r\n\x00" or (ord(ch) < 32 and ch != "\t") or ord(ch) == 127 for ch in value):
+    if isinstance(value, str) and has_unsafe_characters(value):
         return None
-    text = " ".join(value.split())
+    try:
+        text = canonical(value)
+    except ValueError:  # e.g. a port range that runs backwards
+        return None
     return text or None
 
 
-def check_input(settings):
-    """Settings -> ({key: text}, {key: problem}): names must be plain dotted identifiers, values one line."""
+def _is_number(value):
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    if not isinstance(value, str) or has_unsafe_characters(value):
+        return False
+    digits = value.strip().lstrip("+-")
+    return digits.isascii() and digits.isdigit()
+
+
+def check_input(proc, settings):
+    """Settings -> ({key: text}, {key: problem}); key names are checked by ProcSys.path, as the CLI checks them."""
     wanted, problems = {}, {}
     for key, value in settings.items():
-        if not isinstance(key, str) or not KEY_NAME.match(key):
-            problems[str(key)] = "not a sysctl key name (dotted identifiers such as net.ipv4.tcp_fin_timeout)"
+        if not isinstance(key, str) or "/" in key:  # one spelling per key: results and the file use dotted names
+            problems[str(key)] = (f"{str(key)!r} is not a sysctl key name "
+                                  "(use the dotted form, e.g. net.ipv4.tcp_fin_timeout)")
+            continue
+        try:
+            proc.path(key)
+        except ValueError as exc:
+            problems[key] = str(exc)
             continue
         text = desired_text(value)
         if text is None:
-            problems[key] = "the value must be one line of text or a list of numbers"
+            problems[key] = "the value must be one line of text (no control characters) or a list of numbers"
             continue
         wanted[key] = text
     return wanted, problems
 
 
 def plan(proc, wanted):
-    """Read every key once; -> (per-key results, changes to make, keys that cannot be changed here)."""
+    """Read every key once; -> (per-key results, changes in the order to write them, keys that cannot be changed).
+
+    A change is ``(key, desired, live text)``, compared with ``values.canonical`` and ordered by
+    ``live.order_writes`` (the kernel's cross-key rules, e.g. ip_unprivileged_port_start vs ip_local_port_range).
+    """
     results, changes, blocked = {}, [], {}
     for key in sorted(wanted):
         desired = wanted[key]
-        try:
-            live = proc.read(key)
-        except ValueError as exc:  # resolves outside the proc root: never touch it
-            results[key] = {"before": None, "after": None, "desired": desired, "status": "invalid"}
-            blocked[key] = {"reason": "invalid", "message": str(exc)}
-            continue
-        before = " ".join(live.text.split()) if live.text is not None else None
+        live = proc.read(key)
+        before = _shown(live.text)
         entry = {"before": before, "after": before, "desired": desired, "status": "ok"}
         results[key] = entry
-        if live.status != "ok":
-            entry["status"] = live.status
-            blocked[key] = {"reason": live.status, "message": live.error or live.status}
-        elif canonical(live.text) != canonical(desired):
+        if live.status != "ok" or live.text is None:
+            entry["status"] = live.status if live.status != "ok" else "unreadable"
+            blocked[key] = {"reason": entry["status"], "message": live.error or entry["status"]}
+        elif canonical(live.text) != desired:
             if live.writable:
                 entry["status"] = "changed"
                 changes.append((key, desired, live.text))
@@ -142,61 +160,72 @@ def plan(proc, wanted):
                 blocked[key] = {"reason": "read-only", "message": (
                     "read-only here (a host-wide key inside a network namespace or container, or /proc/sys "
                     f"mounted read-only): live {before}, wanted {desired}")}
-    return results, changes, blocked
+    by_key = {key: (key, new, old) for key, new, old in changes}
+    ordered = order_writes([(key, new, canonical(old)) for key, new, old in changes])
+    return results, [by_key[key] for key, _new, _old in ordered], blocked
 
 
 def apply_changes(proc, results, changes):
-    """Write, then re-read; on any failure put this host back. -> failed_keys dict (empty on success)."""
-    outcome = write_all(proc, changes)
+    """Write in order, then re-read; on any failure put this host back. -> failed_keys dict (empty on success)."""
+    outcome = write_all(proc, changes, same=same)
+    if outcome.failed is not None:
+        key, reason, message = outcome.failed
+        broken = dict(outcome.restore_failed)
+        for change_key, _new, _old in changes:
+            entry = results[change_key]
+            if change_key in broken:
+                entry["status"] = "restore-failed"
+            elif change_key == key:
+                entry["status"] = "failed"
+            elif change_key in outcome.restored:
+                entry["status"] = "restored"
+            else:
+                entry["status"] = "not-written"
+            entry["after"] = _read_shown(proc, change_key)
+        return {key: {"reason": reason, "message": message}}
     failed = {}
-    if outcome.failed is None:
-        for key, desired, _old in changes:
-            now = proc.read(key)
-            results[key]["after"] = " ".join(now.text.split()) if now.text is not None else None
-            if now.text is None or canonical(now.text) != canonical(desired):
-                shown = results[key]["after"]
-                failed[key] = {"reason": "not-kept", "message": f"the kernel accepted {desired} but shows {shown}"}
-        if not failed:
-            return failed
-        broken = put_back(proc, changes)
-        for key, _new, _old in changes:
-            results[key]["status"] = "restore-failed" if key in broken else "failed" if key in failed else "restored"
-            results[key]["after"] = _read_text(proc, key)
-        return failed
-    key, reason, message = outcome.failed
-    failed[key] = {"reason": reason, "message": message}
-    broken = dict(outcome.restore_failed)
-    for change_key, _new, _old in changes:
-        entry = results[change_key]
-        if change_key == key:
-            entry["status"] = "failed"
-        elif change_key in broken:
-            entry["status"] = "restore-failed"
-        elif change_key in outcome.restored:
-            entry["status"] = "restored"
-        else:
-            entry["status"] = "not-written"
-        entry["after"] = _read_text(proc, change_key)
+    for key, desired, _old in changes:  # the kernel may clamp or ignore a value without failing the write
+        now = proc.read(key)
+        results[key]["after"] = _shown(now.text)
+        if now.text is None or canonical(now.text) != desired:
+            failed[key] = {"reason": "not-kept",
+                           "message": f"the kernel accepted {desired} but shows {results[key]['after']}"}
+    if failed:
+        put_back(proc, results, changes, failed)
     return failed
 
 
-def put_back(proc, changes):
-    """Best effort, every key on its own (newest first): -> keys that could not be restored."""
-    broken = []
-    for key, _new, old in reversed(changes):
-        try:
-            proc.write(key, old)
-        except (WriteFailed, ValueError):
-            broken.append(key)
-    return broken
+def put_back(proc, results, changes, failed=()):
+    """Undo a complete write pass (``live.write_all`` of the old values, newest first, as the CLI does when the
+    file cannot be written); every key's status then says what the host holds now. -> True if all are back."""
+    write_all(proc, [(key, old, new) for key, new, old in reversed(changes)], same=same)
+    back = True
+    for key, _new, old in changes:
+        now = proc.read(key)
+        results[key]["after"] = _shown(now.text)
+        if now.text is None or canonical(now.text) != canonical(old):
+            results[key]["status"] = "restore-failed"
+            back = False
+        else:
+            results[key]["status"] = "failed" if key in failed else "restored"
+    return back
 
 
-def _read_text(proc, key):
-    live = proc.read(key)
-    return " ".join(live.text.split()) if live.text is not None else None
+def _shown(text):
+    return canonical(text) if text is not None else None
+
+
+def _read_shown(proc, key):
+    return _shown(proc.read(key).text)
 
 
 def fingerprint_of(wanted):
+    """The header hash when the caller gives none (the generic role, or a profile role with overrides).
+
+    Not ``Profile.fingerprint`` (that hashes the profile's parsed values and needs tcptune itself): a role made from
+    a profile passes that fingerprint, so its file header matches the CLI's; this one only has to be stable for the
+    same settings and differ for different ones.
+    """
     digest = hashlib.sha256()
     for key in sorted(wanted):
         digest.update((f"{key}={canonical(wanted[key])}\n").encode())
@@ -204,6 +233,7 @@ def fingerprint_of(wanted):
 
 
 def read_file(path):
+    """The persisted file's text; None if there is none. OSError (a directory, permission denied) propagates."""
     try:
         with open(path, encoding="utf-8") as handle:
             return handle.read()
@@ -213,12 +243,12 @@ def read_file(path):
 
 def run(params, check_mode):
     """The whole module without AnsibleModule: -> (result dict, failed message or None)."""
-    wanted, problems = check_input(params["settings"])
+    proc = ProcSys(params["proc_root"])
+    wanted, problems = check_input(proc, params["settings"])
     if problems:
         return ({"changed": False, "sysctls": {}, "changed_keys": [], "file_changed": False,
                  "failed_keys": {k: {"reason": "invalid", "message": m} for k, m in problems.items()}},
                 "invalid settings: " + "; ".join(f"{k}: {m}" for k, m in sorted(problems.items())))
-    proc = ProcSys(params["proc_root"])
     results, changes, blocked = plan(proc, wanted)
     result = {"changed": False, "sysctls": results, "changed_keys": [k for k, _n, _o in changes],
               "file_changed": False, "sysctl_file": params["sysctl_file"] if params["persist"] else None}
@@ -231,9 +261,16 @@ def run(params, check_mode):
 
     new_file = old_file = None
     if params["persist"]:
+        path = params["sysctl_file"]
         name = params["profile_name"] or "ansible"
         new_file = render_sysctl_conf(name, params["fingerprint"] or fingerprint_of(wanted), wanted)
-        old_file = read_file(params["sysctl_file"])
+        try:
+            old_file = read_file(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            for key in result["changed_keys"]:
+                results[key]["status"] = "not-written"
+            result["failed_keys"] = {path: {"reason": "error", "message": _file_problem(path, exc)}}
+            return result, f"nothing written: cannot read {path}: {_file_problem(path, exc)}"
         result["file_changed"] = new_file != old_file
     result["changed"] = bool(changes) or result["file_changed"]
     result["diff"] = _diff(results, params["sysctl_file"], old_file, new_file)
@@ -252,15 +289,23 @@ def run(params, check_mode):
             os.makedirs(os.path.dirname(params["sysctl_file"]) or ".", exist_ok=True)
             atomic_write(params["sysctl_file"], new_file)
         except OSError as exc:
-            broken = put_back(proc, changes)
+            back = put_back(proc, results, changes)
             result["file_changed"] = False
-            result["changed"] = bool(broken)
-            for key in result["changed_keys"]:
-                results[key]["status"] = "restore-failed" if key in broken else "restored"
-                results[key]["after"] = _read_text(proc, key)
+            result["changed"] = not back
             result["failed_keys"] = {params["sysctl_file"]: {"reason": "error", "message": str(exc)}}
-            return result, f"could not write {params['sysctl_file']}: {exc}; live values put back"
+            return result, f"could not write {params['sysctl_file']}: {exc}; " + (
+                "live values put back" if back else "some live values could not be put back")
     return result, None
+
+
+def _file_problem(path, exc):
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    return os.strerror(exc.errno).lower() if getattr(exc, "errno", None) else str(exc)
 
 
 def _diff(results, path, old_file, new_file):
