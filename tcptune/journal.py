@@ -76,8 +76,9 @@ def _check(ok: bool, path: str, what: str, kind: str = "journal") -> None:
         raise Malformed(path, what, kind)
 
 
-def _optional_str(data: dict[str, Any], field: str, path: str, kind: str = "journal") -> None:
-    _check(data.get(field) is None or isinstance(data[field], str), path, f"{field!r} must be a string", kind)
+def _optional_str(data: dict[str, Any], field: str, path: str, kind: str = "journal", label: str | None = None) -> None:
+    _check(data.get(field) is None or isinstance(data[field], str), path,
+           f"{label or repr(field)} must be a string", kind)
 
 
 def _value_text(value: object, path: str, what: str, kind: str) -> str:
@@ -138,8 +139,7 @@ def check_journal(data: object, path: str) -> dict[str, Any]:
     _check(profile is None or isinstance(profile, dict), path, "'profile' must be an object")
     if isinstance(profile, dict):
         for name in ("name", "fingerprint", "source"):
-            _check(profile.get(name) is None or isinstance(profile[name], str), path,
-                   f"profile.{name} must be a string")
+            _optional_str(profile, name, path, label=f"profile.{name}")
     changes = data.get("changes", [])
     _check(isinstance(changes, list), path, "'changes' must be a list")
     checked_changes = []
@@ -157,8 +157,7 @@ def check_journal(data: object, path: str) -> dict[str, Any]:
     _check(persist is None or isinstance(persist, dict), path, "'persist' must be an object")
     if isinstance(persist, dict):
         for field in ("path", "previous", "new"):
-            _check(persist.get(field) is None or isinstance(persist[field], str), path,
-                   f"persist.{field} must be a string")
+            _optional_str(persist, field, path, label=f"persist.{field}")
         for field in ("planned", "written"):
             _check(isinstance(persist.get(field, False), bool), path, f"persist.{field} must be true or false")
     result = dict(data, changes=checked_changes)
