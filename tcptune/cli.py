@@ -885,14 +885,13 @@ def _write_recommended_profile(path: str, findings: list, base: str, evidence: o
     import time
 
     from .advise import profile_name_for, profile_text
-    from .errors import Diagnostic, Location
     from .persist import atomic_write
-    from .profile import load_profile
+    from .profile import is_path_ref, load_profile
     from .validate import validate as check
 
     directory = os.path.dirname(os.path.abspath(path))
     extends = base
-    if "/" in base or base.endswith((".yaml", ".yml")):  # a file: refer to it from where the new profile lives
+    if is_path_ref(base):  # a file: refer to it from where the new profile lives
         extends = os.path.relpath(os.path.abspath(base), directory)
         if not extends.startswith("."):
             extends = "./" + extends
@@ -917,11 +916,8 @@ def _write_recommended_profile(path: str, findings: list, base: str, evidence: o
     finally:
         os.unlink(probe)
     if verdict.errors:  # report them against the file the user named, not the probe
-        raise ProfileError([
-            Diagnostic(severity=d.severity, message=d.message, key=d.key, hint=d.hint,
-                       location=Location(path, d.location.line, d.location.column) if d.location.file == probe
-                       else d.location)
-            for d in verdict.errors])
+        raise ProfileError([d._replace(location=d.location._replace(file=path)) if d.location.file == probe else d
+                            for d in verdict.errors])
     try:
         atomic_write(path, text)
     except OSError as exc:

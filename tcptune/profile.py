@@ -184,10 +184,14 @@ def builtin_names() -> list[str]:
     return sorted(names)
 
 
+def is_path_ref(ref: str) -> bool:
+    """Whether a profile reference names a file (resolved relative to its profile) rather than a library name."""
+    return "/" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith(".")
+
+
 def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
     """A profile reference (path, or a name from the library) -> file, or None."""
-    looks_like_path = "/" in ref or ref.endswith((".yaml", ".yml")) or ref.startswith(".")
-    if looks_like_path:
+    if is_path_ref(ref):
         path = Path(ref).expanduser()
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
