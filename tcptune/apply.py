@@ -65,21 +65,32 @@ class Desired(NamedTuple):
     scopes: Mapping[str, str] | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "fingerprint": self.fingerprint, "source": self.source,
-                "values": self.values, "scopes": dict(self.scopes or {})}
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "source": self.source,
+            "values": self.values,
+            "scopes": dict(self.scopes or {}),
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Desired:
-        return cls(str(data.get("name", "?")), str(data.get("fingerprint", "")),
-                   {str(k): str(v) for k, v in dict(data.get("values", {})).items()}, data.get("source"),
-                   {str(k): str(v) for k, v in dict(data.get("scopes", {})).items()})
+        return cls(
+            str(data.get("name", "?")),
+            str(data.get("fingerprint", "")),
+            {str(k): str(v) for k, v in dict(data.get("values", {})).items()},
+            data.get("source"),
+            {str(k): str(v) for k, v in dict(data.get("scopes", {})).items()},
+        )
 
 
 def require_root(target: Target, action: str) -> None:
     """Writing the real /proc/sys needs root: say so before anything else (a --proc-root tree does not)."""
     if target.is_real_kernel and os.geteuid() != 0:
-        raise PermissionProblem(f"'tcptune {action}' changes kernel settings and must run as root (try sudo); "
-                                "'tcptune diff' works without root")
+        raise PermissionProblem(
+            f"'tcptune {action}' changes kernel settings and must run as root (try sudo); "
+            "'tcptune diff' works without root"
+        )
 
 
 def make_plan(desired: Desired, target: Target) -> Plan:
@@ -88,8 +99,9 @@ def make_plan(desired: Desired, target: Target) -> Plan:
     return plan(desired.values, live, profile=desired.name, fingerprint=desired.fingerprint, scopes=desired.scopes)
 
 
-def drift(desired: Desired, target: Target, *, check_boot: bool = True,
-          defaults: Mapping[str, str] | None = None) -> Drift:
+def drift(
+    desired: Desired, target: Target, *, check_boot: bool = True, defaults: Mapping[str, str] | None = None
+) -> Drift:
     """``diff``: the live plan plus what systemd-sysctl / ``sysctl --system`` would set at the next boot.
 
     ``defaults`` are the kernel's defaults of keys (from the catalog): what a key no file sets returns to.
@@ -130,8 +142,13 @@ class ApplyResult:
 def split_blocked(current: Plan, *, skip_missing: bool, skip_readonly: bool) -> tuple[Plan, list[KeyState]]:
     """Refuse up front (nothing written) for keys that cannot be set here, unless told to skip them."""
     blocked = current.blocked
-    refuse = [k for k in blocked if k.status == UNREADABLE
-              or (k.status == MISSING and not skip_missing) or (k.status == READ_ONLY and not skip_readonly)]
+    refuse = [
+        k
+        for k in blocked
+        if k.status == UNREADABLE
+        or (k.status == MISSING and not skip_missing)
+        or (k.status == READ_ONLY and not skip_readonly)
+    ]
     if refuse:
         lines = [f"  {k.key}: {_blocked_text(k)}" for k in refuse]
         hints = []
@@ -139,8 +156,11 @@ def split_blocked(current: Plan, *, skip_missing: bool, skip_readonly: bool) -> 
             hints.append("--skip-missing applies the rest and skips keys this kernel lacks")
         if any(k.status == READ_ONLY for k in refuse):
             hints.append("--skip-readonly applies the rest and leaves host-wide keys to the host")
-        raise LiveStateError("nothing was changed; these keys cannot be set here:\n" + "\n".join(lines)
-                             + ("\n" + "; ".join(hints) if hints else ""))
+        raise LiveStateError(
+            "nothing was changed; these keys cannot be set here:\n"
+            + "\n".join(lines)
+            + ("\n" + "; ".join(hints) if hints else "")
+        )
     skipped = [k for k in blocked if k not in refuse]
     from .plan import without
 
@@ -157,13 +177,21 @@ def _blocked_text(state: KeyState) -> str:
 
 def persist_preview(desired: Desired, target: Target, skipped: list[KeyState]) -> str | None:
     """The new content of tcptune's sysctl.d file if applying would change it, else None."""
-    content = persist.render_sysctl_conf(desired.name, desired.fingerprint, desired.values,
-                                         ignore_errors={k.key for k in skipped})
+    content = persist.render_sysctl_conf(
+        desired.name, desired.fingerprint, desired.values, ignore_errors={k.key for k in skipped}
+    )
     return None if _read_own(target.own_file) == content else content
 
 
-def apply(desired: Desired, target: Target, confirmed: Plan, *, skip_missing: bool = False,
-          skip_readonly: bool = False, write_persist: bool = True) -> ApplyResult:
+def apply(
+    desired: Desired,
+    target: Target,
+    confirmed: Plan,
+    *,
+    skip_missing: bool = False,
+    skip_readonly: bool = False,
+    write_persist: bool = True,
+) -> ApplyResult:
     """Apply ``desired`` to ``target``. ``confirmed`` is the plan the user saw; a different live state aborts.
 
     Order: lock, refuse if an interrupted apply is waiting for rollback, re-plan, journal (fsync'd), write each
@@ -175,15 +203,21 @@ def apply(desired: Desired, target: Target, confirmed: Plan, *, skip_missing: bo
     state = target.state
     with state.lock():
         _refuse_if_interrupted(state)
-        current, skipped = split_blocked(make_plan(desired, target), skip_missing=skip_missing,
-                                         skip_readonly=skip_readonly)
+        current, skipped = split_blocked(
+            make_plan(desired, target), skip_missing=skip_missing, skip_readonly=skip_readonly
+        )
         skipped_keys = {k.key for k in skipped}
         if list(current.changes) != [c for c in confirmed.changes if c.key not in skipped_keys]:
-            raise LiveStateError("live values changed since the plan was shown (another tool or person?); "
-                                 "nothing was changed: run the command again to see the new plan")
+            raise LiveStateError(
+                "live values changed since the plan was shown (another tool or person?); "
+                "nothing was changed: run the command again to see the new plan"
+            )
         result = ApplyResult(current, skipped)
-        content = persist.render_sysctl_conf(desired.name, desired.fingerprint, desired.values,
-                                             ignore_errors=skipped_keys) if write_persist else None
+        content = (
+            persist.render_sysctl_conf(desired.name, desired.fingerprint, desired.values, ignore_errors=skipped_keys)
+            if write_persist
+            else None
+        )
         previous = _read_own(target.own_file) if write_persist else None
         persist_needed = write_persist and previous != content
         if not current.changes and not persist_needed:
@@ -194,12 +228,20 @@ def apply(desired: Desired, target: Target, confirmed: Plan, *, skip_missing: bo
 
         try:
             journal = state.begin(
-                "apply", profile={"name": desired.name, "fingerprint": desired.fingerprint,
-                                  "source": desired.source},
-                desired=desired.as_dict(), proc_root=target.proc_root,
-                changes=[c.as_dict() for c in current.changes], skipped=[k.key for k in skipped],
-                persist={"path": target.own_file, "planned": persist_needed, "previous": previous,
-                         "new": content if persist_needed else None, "written": False})
+                "apply",
+                profile={"name": desired.name, "fingerprint": desired.fingerprint, "source": desired.source},
+                desired=desired.as_dict(),
+                proc_root=target.proc_root,
+                changes=[c.as_dict() for c in current.changes],
+                skipped=[k.key for k in skipped],
+                persist={
+                    "path": target.own_file,
+                    "planned": persist_needed,
+                    "previous": previous,
+                    "new": content if persist_needed else None,
+                    "written": False,
+                },
+            )
         except LiveStateError as exc:
             raise LiveStateError(f"{exc}; nothing was changed") from None
         result.journal_id = journal.id
@@ -228,9 +270,15 @@ def apply(desired: Desired, target: Target, confirmed: Plan, *, skip_missing: bo
         if result.persist_changed:
             _record(journal, done, lambda: journal.update(persist=dict(journal.data["persist"], written=True)))
         result.persisted = target.own_file if write_persist else None
-        _record(journal, done, lambda: journal.finish(
-            COMPLETE, written=outcome.applied,
-            mismatches=[{"key": k, "live": lv, "expected": e} for k, lv, e in result.mismatches]))
+        _record(
+            journal,
+            done,
+            lambda: journal.finish(
+                COMPLETE,
+                written=outcome.applied,
+                mismatches=[{"key": k, "live": lv, "expected": e} for k, lv, e in result.mismatches],
+            ),
+        )
         _save_last_applied(state, desired, target, result)
         _check_overrides(result, desired, target, write_persist)
         return result
@@ -246,9 +294,11 @@ def _record(journal: Journal, done: str, step: Any) -> None:
     try:
         step()
     except StateWriteError as exc:
-        raise LiveStateError(f"{done}, but the journal could not be updated: {exc}. The machine keeps those "
-                             f"changes; {journal.path} holds what is needed to undo them ('tcptune rollback' "
-                             "once the state directory is writable again)") from None
+        raise LiveStateError(
+            f"{done}, but the journal could not be updated: {exc}. The machine keeps those "
+            f"changes; {journal.path} holds what is needed to undo them ('tcptune rollback' "
+            "once the state directory is writable again)"
+        ) from None
 
 
 def _save_last_applied(state: StateDir, desired: Desired, target: Target, result: ApplyResult) -> None:
@@ -256,8 +306,10 @@ def _save_last_applied(state: StateDir, desired: Desired, target: Target, result
     try:
         state.write_last_applied(_last_record(desired, target))
     except StateWriteError as exc:
-        result.warnings.append(f"{exc}; the apply itself succeeded, but a bare 'tcptune diff' will not know this "
-                               "profile (name it: 'tcptune diff PROFILE')")
+        result.warnings.append(
+            f"{exc}; the apply itself succeeded, but a bare 'tcptune diff' will not know this "
+            "profile (name it: 'tcptune diff PROFILE')"
+        )
 
 
 def _before_each() -> Any:
@@ -282,22 +334,31 @@ def _refuse_if_interrupted(state: StateDir) -> None:
     stuck = state.interrupted()
     if stuck:
         journal = stuck[-1]
-        raise UsageError(f"an earlier {journal.kind} ({journal.id}) was interrupted and may have left the machine "
-                         "half-changed; run 'tcptune rollback' first (or 'tcptune rollback --abandon' to accept "
-                         "the current values)")
+        raise UsageError(
+            f"an earlier {journal.kind} ({journal.id}) was interrupted and may have left the machine "
+            "half-changed; run 'tcptune rollback' first (or 'tcptune rollback --abandon' to accept "
+            "the current values)"
+        )
 
 
 def _fail(journal: Journal, outcome: WriteOutcome) -> None:
     assert outcome.failed is not None
     key, reason, message = outcome.failed
-    record = {"failed": {"key": key, "reason": reason, "message": message}, "written": outcome.applied,
-              "restored": outcome.restored, "restore_failed": [list(x) for x in outcome.restore_failed]}
+    record = {
+        "failed": {"key": key, "reason": reason, "message": message},
+        "written": outcome.applied,
+        "restored": outcome.restored,
+        "restore_failed": [list(x) for x in outcome.restore_failed],
+    }
     if outcome.restore_failed:
         done = _describe_failure(outcome)
         _record(journal, done, lambda: journal.finish(INCOMPLETE, **record))
         raise ApplyFailed(done)
-    restored = (f"the {len(outcome.restored)} key(s) already changed were restored "
-                f"({', '.join(outcome.restored)}), " if outcome.restored else "")
+    restored = (
+        f"the {len(outcome.restored)} key(s) already changed were restored ({', '.join(outcome.restored)}), "
+        if outcome.restored
+        else ""
+    )
     done = f"{journal.kind} failed at {key}: {message}\n{restored}the machine is as it was before"
     _record(journal, done, lambda: journal.finish(FAILED, **record))
     raise LiveStateError(done)
@@ -312,8 +373,9 @@ def _describe_failure(outcome: WriteOutcome) -> str:
     if outcome.restored:
         parts.append("restored to their previous values: " + ", ".join(outcome.restored))
     if outcome.restore_failed:
-        parts.append("NOT restored, still at the new value: "
-                     + "; ".join(f"{k} ({why})" for k, why in outcome.restore_failed))
+        parts.append(
+            "NOT restored, still at the new value: " + "; ".join(f"{k} ({why})" for k, why in outcome.restore_failed)
+        )
     parts.append("'tcptune history' shows the journal; 'tcptune rollback' retries the restore")
     return ". ".join(parts)
 
@@ -340,8 +402,12 @@ def _check_overrides(result: ApplyResult, desired: Desired, target: Target, wrot
 
 
 def _last_record(desired: Desired, target: Target) -> dict[str, Any]:
-    return {"profile": desired.as_dict(), "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "proc_root": target.proc_root, "sysctl_file": target.own_file}
+    return {
+        "profile": desired.as_dict(),
+        "applied": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "proc_root": target.proc_root,
+        "sysctl_file": target.own_file,
+    }
 
 
 # ---- rollback -------------------------------------------------------------------------------------------------
@@ -383,12 +449,15 @@ def _own_file_of(journal: Journal, path: str, target: Target) -> str:
     A journal is data: rollback never restores or deletes a file just because a journal names it.
     """
     own = target.own_file
-    if os.path.basename(path) == os.path.basename(own) and \
-            os.path.realpath(os.path.dirname(path)) == os.path.realpath(os.path.dirname(own)):
+    if os.path.basename(path) == os.path.basename(own) and os.path.realpath(os.path.dirname(path)) == os.path.realpath(
+        os.path.dirname(own)
+    ):
         return path
-    raise TcptuneError(f"{journal.path}: the journal names {path} as tcptune's sysctl file, but this run's is {own}; "
-                       "refusing to restore or delete any other file, nothing was changed (pass --sysctl-dir with "
-                       "the directory the apply used, or correct the journal)")
+    raise TcptuneError(
+        f"{journal.path}: the journal names {path} as tcptune's sysctl file, but this run's is {own}; "
+        "refusing to restore or delete any other file, nothing was changed (pass --sysctl-dir with "
+        "the directory the apply used, or correct the journal)"
+    )
 
 
 def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -> RollbackResult:
@@ -405,8 +474,10 @@ def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -
         result = RollbackResult(journal.summary())
         recorded_root = journal.data.get("proc_root")
         if recorded_root and os.path.realpath(recorded_root) != os.path.realpath(target.proc_root):
-            raise UsageError(f"apply {journal.id} was made against {recorded_root}, not {target.proc_root}; "
-                             f"run rollback with --proc-root {recorded_root}")
+            raise UsageError(
+                f"apply {journal.id} was made against {recorded_root}, not {target.proc_root}; "
+                f"run rollback with --proc-root {recorded_root}"
+            )
         record = dict(journal.data.get("persist") or {})
         path = record.get("path") if record.get("planned") else None
         if path:
@@ -424,24 +495,34 @@ def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -
         if file_restore and file_current != record.get("new"):
             file_restore = False
             result.file_action = "left"
-            result.file_note = (f"{path} was changed after apply {journal.id}; left as it is "
-                                "(its previous content is in the journal)")
+            result.file_note = (
+                f"{path} was changed after apply {journal.id}; left as it is (its previous content is in the journal)"
+            )
         try:
-            rb = state.begin("rollback", rolls_back=journal.id, profile=journal.data.get("profile"),
-                             proc_root=target.proc_root,
-                             changes=[c.as_dict() for c in writable_back.changes],
-                             persist={"path": path, "planned": file_restore, "previous": file_current,
-                                      "new": record.get("previous") if file_restore else None, "written": False})
+            rb = state.begin(
+                "rollback",
+                rolls_back=journal.id,
+                profile=journal.data.get("profile"),
+                proc_root=target.proc_root,
+                changes=[c.as_dict() for c in writable_back.changes],
+                persist={
+                    "path": path,
+                    "planned": file_restore,
+                    "previous": file_current,
+                    "new": record.get("previous") if file_restore else None,
+                    "written": False,
+                },
+            )
         except LiveStateError as exc:
             raise LiveStateError(f"{exc}; nothing was changed") from None
         result.journal_id = rb.id
-        outcome = write_all(proc, [(c.key, c.new, c.old) for c in writable_back.changes], _before_each(),
-                            same=same)
+        outcome = write_all(proc, [(c.key, c.new, c.old) for c in writable_back.changes], _before_each(), same=same)
         result.outcome = outcome
         if not outcome.ok:
             _fail(rb, outcome)
-        restored = (f"{len(outcome.applied)} key(s) were restored on the live kernel"
-                    + (f" ({', '.join(outcome.applied)})" if outcome.applied else ""))
+        restored = f"{len(outcome.applied)} key(s) were restored on the live kernel" + (
+            f" ({', '.join(outcome.applied)})" if outcome.applied else ""
+        )
         if file_restore:
             assert path is not None
             previous = record.get("previous")
@@ -449,8 +530,10 @@ def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -
                 persist.restore_file(path, previous)
             except OSError as exc:
                 problem = f"could not restore {path}: {exc.strerror or exc}"
-                done = (f"the live values were restored, but {path} could not be restored: "
-                        f"{exc.strerror or exc}; its previous content is in journal {journal.id}")
+                done = (
+                    f"the live values were restored, but {path} could not be restored: "
+                    f"{exc.strerror or exc}; its previous content is in journal {journal.id}"
+                )
                 _record(rb, done, lambda: rb.finish(INCOMPLETE, error=problem, written=outcome.applied))
                 raise ApplyFailed(done) from None
             result.file_action = "restored" if previous is not None else "removed"
@@ -460,8 +543,10 @@ def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -
         try:
             _reset_last_applied(state)
         except StateWriteError as exc:
-            result.warnings.append(f"{exc}; the rollback itself succeeded, but a bare 'tcptune diff' may compare "
-                                   "against the profile rolled back (name one: 'tcptune diff PROFILE')")
+            result.warnings.append(
+                f"{exc}; the rollback itself succeeded, but a bare 'tcptune diff' may compare "
+                "against the profile rolled back (name one: 'tcptune diff PROFILE')"
+            )
         return result
 
 
@@ -469,8 +554,13 @@ def _reset_last_applied(state: StateDir) -> None:
     """After a rollback, ``diff`` without a profile compares against the apply that is in force again, if any."""
     for journal in reversed(state.journals()):
         if journal.kind == "apply" and journal.status == COMPLETE and journal.data.get("desired"):
-            state.write_last_applied({"profile": journal.data["desired"], "applied": journal.data.get("finished"),
-                                      "proc_root": journal.data.get("proc_root"),
-                                      "sysctl_file": (journal.data.get("persist") or {}).get("path")})
+            state.write_last_applied(
+                {
+                    "profile": journal.data["desired"],
+                    "applied": journal.data.get("finished"),
+                    "proc_root": journal.data.get("proc_root"),
+                    "sysctl_file": (journal.data.get("persist") or {}).get("path"),
+                }
+            )
             return
     state.clear_last_applied()

@@ -75,463 +75,810 @@ OFF_ON = ("disabled", "enabled")
 # The entries, grouped as a tuning guide groups them. Defaults are those of current mainline kernels.
 KEYS: tuple[Key, ...] = (
     # ---- FIN / TIME_WAIT handling -------------------------------------------------------------------------------
-    _k("net.ipv4.tcp_fin_timeout", "int", "seconds", "netns",
-       "How long an orphaned connection stays in FIN_WAIT2 waiting for the peer's FIN.",
-       default="60", minimum=1, maximum=600,
-       advice=(
-           "Governs FIN_WAIT2 orphans only. TIME_WAIT lasts a fixed 60 s (TCP_TIMEWAIT_LEN) and no sysctl changes it.",
-           "Values below about 10 s can cut off slow peers that are still sending their last data.",
-       )),
-    _k("net.ipv4.tcp_tw_reuse", "enum", "none", "netns",
-       "Whether new outgoing connections may reuse a socket in TIME_WAIT when it is safe by timestamps.",
-       default="2", choices=("0", "1", "2"),
-       choice_meanings=("never", "always for outgoing connections", "only for loopback traffic"),
-       advice=(
-           "Helps only outgoing connections (clients, proxies to upstreams);"
-           " it does nothing for a server's accepted connections.",
-           "Needs net.ipv4.tcp_timestamps enabled on both ends, because reuse is judged by timestamps.",
-           "Value 2 (loopback only) is the default since about Linux"
-           " 4.20; older kernels know only 0 and 1 and default to 0.",
-       )),
-    _k("net.ipv4.tcp_max_tw_buckets", "int", "count", "netns",
-       "Most sockets this namespace keeps in TIME_WAIT; closing sockets beyond it skip TIME_WAIT entirely.",
-       minimum=1, maximum=INT_MAX,
-       advice=(
-           "The kernel derives the default from the TCP hash table"
-           " size (half its buckets), so it differs per machine.",
-           "When it overflows the kernel logs \"TCP: time wait bucket table overflow\";"
-           " raise it rather than lower it, since it exists only as a guard against DoS.",
-       )),
-    _k("net.ipv4.tcp_max_orphans", "int", "count", "global",
-       "Most TCP sockets kept after their application closed"
-       " them (orphans); further orphans are reset at once.",
-       minimum=1, maximum=INT_MAX,
-       advice=(
-           "Sized from memory at boot; each orphan can pin up to about 64 KiB of unswappable memory.",
-           "Overflow logs \"too many orphaned sockets\". It is a"
-           " DoS guard: raise it with memory, do not lower it.",
-           "Host-wide: the file does not exist inside a child network namespace.",
-       )),
-    _k("net.ipv4.tcp_orphan_retries", "int", "count", "netns",
-       "Retransmissions tried for a connection the application has already closed before it is dropped.",
-       default="0", minimum=0, maximum=255,
-       advice=(
-           "0 does not mean no retries: the kernel treats it as 8.",
-           "A lower value such as 3 frees orphans of vanished clients sooner on busy web servers.",
-       )),
-    _k("net.ipv4.tcp_tw_recycle", "enum", "none", "netns",
-       "Fast recycling of TIME_WAIT sockets, judged by each peer's last timestamp.",
-       default="0", choices=BOOL, choice_meanings=OFF_ON,
-       removed="4.12",
-       removed_reason="it dropped connections from clients behind NAT, and once Linux 4.10 gave TCP"
-                      " timestamps random offsets a peer's timestamps were no longer monotonic, so it"
-                      " broke for everyone; use net.ipv4.tcp_tw_reuse for outgoing connections instead",
-       advice=(
-           "Delete it from old sysctl.conf files: on 4.12 and"
-           " later the key does not exist and sysctl -p fails.",
-       )),
-    _k("net.ipv4.tcp_rfc1337", "bool", "none", "netns",
-       "Whether sockets in TIME_WAIT ignore incoming RST segments"
-       " (the RFC 1337 fix for TIME_WAIT assassination).",
-       default="0", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "The kernel's own description is easy to misread; in the code 1 makes"
-           " TIME_WAIT sockets ignore RSTs and 0 lets an RST end TIME_WAIT early.",
-           "Turning it on is low-risk hardening.",
-       )),
-
+    _k(
+        "net.ipv4.tcp_fin_timeout",
+        "int",
+        "seconds",
+        "netns",
+        "How long an orphaned connection stays in FIN_WAIT2 waiting for the peer's FIN.",
+        default="60",
+        minimum=1,
+        maximum=600,
+        advice=(
+            "Governs FIN_WAIT2 orphans only. TIME_WAIT lasts a fixed 60 s (TCP_TIMEWAIT_LEN) and no sysctl changes it.",
+            "Values below about 10 s can cut off slow peers that are still sending their last data.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_tw_reuse",
+        "enum",
+        "none",
+        "netns",
+        "Whether new outgoing connections may reuse a socket in TIME_WAIT when it is safe by timestamps.",
+        default="2",
+        choices=("0", "1", "2"),
+        choice_meanings=("never", "always for outgoing connections", "only for loopback traffic"),
+        advice=(
+            "Helps only outgoing connections (clients, proxies to upstreams);"
+            " it does nothing for a server's accepted connections.",
+            "Needs net.ipv4.tcp_timestamps enabled on both ends, because reuse is judged by timestamps.",
+            "Value 2 (loopback only) is the default since about Linux"
+            " 4.20; older kernels know only 0 and 1 and default to 0.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_max_tw_buckets",
+        "int",
+        "count",
+        "netns",
+        "Most sockets this namespace keeps in TIME_WAIT; closing sockets beyond it skip TIME_WAIT entirely.",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "The kernel derives the default from the TCP hash table"
+            " size (half its buckets), so it differs per machine.",
+            'When it overflows the kernel logs "TCP: time wait bucket table overflow";'
+            " raise it rather than lower it, since it exists only as a guard against DoS.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_max_orphans",
+        "int",
+        "count",
+        "global",
+        "Most TCP sockets kept after their application closed them (orphans); further orphans are reset at once.",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "Sized from memory at boot; each orphan can pin up to about 64 KiB of unswappable memory.",
+            'Overflow logs "too many orphaned sockets". It is a DoS guard: raise it with memory, do not lower it.',
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_orphan_retries",
+        "int",
+        "count",
+        "netns",
+        "Retransmissions tried for a connection the application has already closed before it is dropped.",
+        default="0",
+        minimum=0,
+        maximum=255,
+        advice=(
+            "0 does not mean no retries: the kernel treats it as 8.",
+            "A lower value such as 3 frees orphans of vanished clients sooner on busy web servers.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_tw_recycle",
+        "enum",
+        "none",
+        "netns",
+        "Fast recycling of TIME_WAIT sockets, judged by each peer's last timestamp.",
+        default="0",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        removed="4.12",
+        removed_reason="it dropped connections from clients behind NAT, and once Linux 4.10 gave TCP"
+        " timestamps random offsets a peer's timestamps were no longer monotonic, so it"
+        " broke for everyone; use net.ipv4.tcp_tw_reuse for outgoing connections instead",
+        advice=("Delete it from old sysctl.conf files: on 4.12 and later the key does not exist and sysctl -p fails.",),
+    ),
+    _k(
+        "net.ipv4.tcp_rfc1337",
+        "bool",
+        "none",
+        "netns",
+        "Whether sockets in TIME_WAIT ignore incoming RST segments (the RFC 1337 fix for TIME_WAIT assassination).",
+        default="0",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=(
+            "The kernel's own description is easy to misread; in the code 1 makes"
+            " TIME_WAIT sockets ignore RSTs and 0 lets an RST end TIME_WAIT early.",
+            "Turning it on is low-risk hardening.",
+        ),
+    ),
     # ---- Socket buffers and TCP memory --------------------------------------------------------------------------
-    _k("net.ipv4.tcp_rmem", "triple", "bytes", "netns",
-       "TCP receive buffer sizes: guaranteed minimum, initial size, and the ceiling for receive autotuning.",
-       elements=("min", "default", "max"), minimum=1, maximum=INT_MAX,
-       advice=(
-           "Typically 4096 131072 33554432 (max 32 MiB since Linux 6.16, 6 MiB"
-           " before); the max is scaled down on machines with little memory.",
-           "The max bounds autotuning only. A program that sets SO_RCVBUF loses autotuning"
-           " and is capped by net.core.rmem_max instead, so raise both together.",
-           "Size the max to the bandwidth-delay product of the longest"
-           " path that matters: 10 Gbit/s x 50 ms is about 62.5 MB.",
-       )),
-    _k("net.ipv4.tcp_wmem", "triple", "bytes", "netns",
-       "TCP send buffer sizes: guaranteed minimum, initial size, and the ceiling for send autotuning.",
-       elements=("min", "default", "max"), minimum=1, maximum=INT_MAX,
-       advice=(
-           "Typically 4096 16384 4194304; the max is smaller on machines with little memory.",
-           "The max bounds autotuning only; programs that set SO_SNDBUF are capped by net.core.wmem_max.",
-           "Big send buffers matter for long fat paths; pair"
-           " them with tcp_notsent_lowat to keep latency down.",
-       )),
-    _k("net.ipv4.tcp_mem", "triple", "pages", "global",
-       "Memory, in pages, for all TCP sockets together: no pressure"
-       " below low, trimming above pressure, hard cap at high.",
-       elements=("low", "pressure", "high"), minimum=1, maximum=LONG_MAX, units_accepted=False,
-       advice=(
-           "Computed at boot from RAM and counted in pages (usually 4 KiB), not bytes.",
-           "Raising buffer maxima for many connections can exhaust it; watch \"TCP:"
-           " out of memory\" in the log and the mem figure in /proc/net/sockstat.",
-           "Host-wide: the file does not exist inside a child network namespace.",
-       )),
-    _k("net.core.rmem_max", "int", "bytes", "global",
-       "Largest receive buffer a program may request with SO_RCVBUF.",
-       default="4194304", minimum=2304, maximum=INT_MAX,
-       advice=(
-           "4 MiB since Linux 6.18; 212992 on older kernels.",
-           "It does not limit TCP autotuning (tcp_rmem's max does) but"
-           " caps explicit SO_RCVBUF, so raise it together with tcp_rmem.",
-           "Host-wide: read-only or absent inside a child network namespace.",
-       )),
-    _k("net.core.wmem_max", "int", "bytes", "global",
-       "Largest send buffer a program may request with SO_SNDBUF.",
-       default="4194304", minimum=4608, maximum=INT_MAX,
-       advice=(
-           "4 MiB since Linux 6.18; 212992 on older kernels.",
-           "It does not limit TCP autotuning (tcp_wmem's max does) but"
-           " caps explicit SO_SNDBUF, so raise it together with tcp_wmem.",
-           "Host-wide: read-only or absent inside a child network namespace.",
-       )),
-    _k("net.core.rmem_default", "int", "bytes", "global",
-       "Initial receive buffer of sockets other than TCP (TCP starts from the middle value of tcp_rmem).",
-       default="212992", minimum=2304, maximum=INT_MAX,
-       advice=(
-           "212992 on common 64-bit builds; the exact figure follows the size of struct sk_buff.",
-           "Mostly matters for UDP receivers; raise it for bursty datagram traffic.",
-           "Host-wide: read-only or absent inside a child network namespace.",
-       )),
-    _k("net.core.wmem_default", "int", "bytes", "global",
-       "Initial send buffer of sockets other than TCP (TCP starts from the middle value of tcp_wmem).",
-       default="212992", minimum=4608, maximum=INT_MAX,
-       advice=(
-           "212992 on common 64-bit builds; the exact figure follows the size of struct sk_buff.",
-           "Host-wide: read-only or absent inside a child network namespace.",
-       )),
-    _k("net.core.optmem_max", "int", "bytes", "netns",
-       "Per-socket allowance for ancillary memory: socket filters, option data, zerocopy completions.",
-       default="131072", minimum=0, maximum=INT_MAX,
-       advice=(
-           "Per network namespace since Linux 6.8; older kernels"
-           " have one host-wide value that containers cannot change.",
-           "128 KiB on current kernels (20480 on older ones). Heavy MSG_ZEROCOPY"
-           " senders may need more; ESnet suggests 1 MiB for 100G hosts.",
-       )),
-    _k("net.ipv4.tcp_moderate_rcvbuf", "bool", "none", "netns",
-       "Whether TCP autotunes each connection's receive buffer, up to the max of tcp_rmem.",
-       default="1", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "Leave it on; with 0 every receive buffer stays at tcp_rmem's initial size.",
-       )),
-    _k("net.ipv4.tcp_adv_win_scale", "int", "none", "netns",
-       "Share of the receive buffer counted as overhead instead of advertised window (obsolete since 6.6).",
-       default="1", minimum=-31, maximum=31,
-       advice=(
-           "Ignored since Linux 6.6, which measures the real"
-           " overhead per socket; it only matters on older kernels.",
-           "On those, 1 advertises half the buffer as window and 2 three quarters.",
-       )),
-    _k("net.ipv4.tcp_notsent_lowat", "int", "bytes", "netns",
-       "How much unsent data a TCP socket may hold before poll() stops reporting it writable.",
-       default="4294967295", minimum=1, maximum=2**32 - 1,
-       advice=(
-           "The default (all bits set) means no limit. 16-128 KiB keeps send queues short,"
-           " which cuts latency and memory for HTTP/2 and other multiplexed streams.",
-           "Sockets that set TCP_NOTSENT_LOWAT themselves ignore the sysctl.",
-       )),
-    _k("net.ipv4.udp_rmem_min", "int", "bytes", "netns",
-       "Receive buffer each UDP socket keeps even while UDP as a whole is under memory pressure.",
-       default="4096", minimum=1, maximum=INT_MAX),
-
+    _k(
+        "net.ipv4.tcp_rmem",
+        "triple",
+        "bytes",
+        "netns",
+        "TCP receive buffer sizes: guaranteed minimum, initial size, and the ceiling for receive autotuning.",
+        elements=("min", "default", "max"),
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "Typically 4096 131072 33554432 (max 32 MiB since Linux 6.16, 6 MiB"
+            " before); the max is scaled down on machines with little memory.",
+            "The max bounds autotuning only. A program that sets SO_RCVBUF loses autotuning"
+            " and is capped by net.core.rmem_max instead, so raise both together.",
+            "Size the max to the bandwidth-delay product of the longest"
+            " path that matters: 10 Gbit/s x 50 ms is about 62.5 MB.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_wmem",
+        "triple",
+        "bytes",
+        "netns",
+        "TCP send buffer sizes: guaranteed minimum, initial size, and the ceiling for send autotuning.",
+        elements=("min", "default", "max"),
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "Typically 4096 16384 4194304; the max is smaller on machines with little memory.",
+            "The max bounds autotuning only; programs that set SO_SNDBUF are capped by net.core.wmem_max.",
+            "Big send buffers matter for long fat paths; pair them with tcp_notsent_lowat to keep latency down.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_mem",
+        "triple",
+        "pages",
+        "global",
+        "Memory, in pages, for all TCP sockets together: no pressure"
+        " below low, trimming above pressure, hard cap at high.",
+        elements=("low", "pressure", "high"),
+        minimum=1,
+        maximum=LONG_MAX,
+        units_accepted=False,
+        advice=(
+            "Computed at boot from RAM and counted in pages (usually 4 KiB), not bytes.",
+            'Raising buffer maxima for many connections can exhaust it; watch "TCP:'
+            ' out of memory" in the log and the mem figure in /proc/net/sockstat.',
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.rmem_max",
+        "int",
+        "bytes",
+        "global",
+        "Largest receive buffer a program may request with SO_RCVBUF.",
+        default="4194304",
+        minimum=2304,
+        maximum=INT_MAX,
+        advice=(
+            "4 MiB since Linux 6.18; 212992 on older kernels.",
+            "It does not limit TCP autotuning (tcp_rmem's max does) but"
+            " caps explicit SO_RCVBUF, so raise it together with tcp_rmem.",
+            "Host-wide: read-only or absent inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.wmem_max",
+        "int",
+        "bytes",
+        "global",
+        "Largest send buffer a program may request with SO_SNDBUF.",
+        default="4194304",
+        minimum=4608,
+        maximum=INT_MAX,
+        advice=(
+            "4 MiB since Linux 6.18; 212992 on older kernels.",
+            "It does not limit TCP autotuning (tcp_wmem's max does) but"
+            " caps explicit SO_SNDBUF, so raise it together with tcp_wmem.",
+            "Host-wide: read-only or absent inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.rmem_default",
+        "int",
+        "bytes",
+        "global",
+        "Initial receive buffer of sockets other than TCP (TCP starts from the middle value of tcp_rmem).",
+        default="212992",
+        minimum=2304,
+        maximum=INT_MAX,
+        advice=(
+            "212992 on common 64-bit builds; the exact figure follows the size of struct sk_buff.",
+            "Mostly matters for UDP receivers; raise it for bursty datagram traffic.",
+            "Host-wide: read-only or absent inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.wmem_default",
+        "int",
+        "bytes",
+        "global",
+        "Initial send buffer of sockets other than TCP (TCP starts from the middle value of tcp_wmem).",
+        default="212992",
+        minimum=4608,
+        maximum=INT_MAX,
+        advice=(
+            "212992 on common 64-bit builds; the exact figure follows the size of struct sk_buff.",
+            "Host-wide: read-only or absent inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.optmem_max",
+        "int",
+        "bytes",
+        "netns",
+        "Per-socket allowance for ancillary memory: socket filters, option data, zerocopy completions.",
+        default="131072",
+        minimum=0,
+        maximum=INT_MAX,
+        advice=(
+            "Per network namespace since Linux 6.8; older kernels"
+            " have one host-wide value that containers cannot change.",
+            "128 KiB on current kernels (20480 on older ones). Heavy MSG_ZEROCOPY"
+            " senders may need more; ESnet suggests 1 MiB for 100G hosts.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_moderate_rcvbuf",
+        "bool",
+        "none",
+        "netns",
+        "Whether TCP autotunes each connection's receive buffer, up to the max of tcp_rmem.",
+        default="1",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=("Leave it on; with 0 every receive buffer stays at tcp_rmem's initial size.",),
+    ),
+    _k(
+        "net.ipv4.tcp_adv_win_scale",
+        "int",
+        "none",
+        "netns",
+        "Share of the receive buffer counted as overhead instead of advertised window (obsolete since 6.6).",
+        default="1",
+        minimum=-31,
+        maximum=31,
+        advice=(
+            "Ignored since Linux 6.6, which measures the real overhead per socket; it only matters on older kernels.",
+            "On those, 1 advertises half the buffer as window and 2 three quarters.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_notsent_lowat",
+        "int",
+        "bytes",
+        "netns",
+        "How much unsent data a TCP socket may hold before poll() stops reporting it writable.",
+        default="4294967295",
+        minimum=1,
+        maximum=2**32 - 1,
+        advice=(
+            "The default (all bits set) means no limit. 16-128 KiB keeps send queues short,"
+            " which cuts latency and memory for HTTP/2 and other multiplexed streams.",
+            "Sockets that set TCP_NOTSENT_LOWAT themselves ignore the sysctl.",
+        ),
+    ),
+    _k(
+        "net.ipv4.udp_rmem_min",
+        "int",
+        "bytes",
+        "netns",
+        "Receive buffer each UDP socket keeps even while UDP as a whole is under memory pressure.",
+        default="4096",
+        minimum=1,
+        maximum=INT_MAX,
+    ),
     # ---- Listen backlog and SYN handling ------------------------------------------------------------------------
-    _k("net.core.somaxconn", "int", "count", "netns",
-       "Upper limit on the backlog argument of listen(); larger requests are silently cut down to it.",
-       default="4096", minimum=1, maximum=INT_MAX,
-       advice=(
-           "It only caps: the server must also ask for a large"
-           " backlog (nginx 'backlog=', HAProxy 'maxconn').",
-           "The default was 128 before Linux 5.4, which is why old tuning guides raise it.",
-           "Kernels before 4.1 stored the backlog in 16 bits; stay at or below 65535 if any are left.",
-       )),
-    _k("net.ipv4.tcp_max_syn_backlog", "int", "count", "netns",
-       "Per-listener limit on half-open connections (SYN received, handshake unfinished).",
-       minimum=1, maximum=INT_MAX,
-       advice=(
-           "The default scales with the TCP hash table: at least 128, more on larger machines.",
-           "Current kernels consult it only with tcp_syncookies = 0; otherwise the SYN"
-           " queue is bounded by the listen() backlog, itself capped by net.core.somaxconn.",
-       )),
-    _k("net.core.netdev_max_backlog", "int", "packets", "global",
-       "Packets each CPU may queue from network devices before the kernel drops further ones.",
-       default="1000", minimum=1, maximum=INT_MAX,
-       advice=(
-           "Drops are counted in the second column of /proc/net/softnet_stat;"
-           " raise it when that grows, typically with 10G and faster NICs.",
-           "Host-wide: the file does not exist inside a child network namespace.",
-       )),
-    _k("net.ipv4.tcp_syncookies", "enum", "none", "netns",
-       "Whether a listener whose SYN queue is full answers with SYN cookies instead of dropping SYNs.",
-       default="1", choices=("0", "1", "2"),
-       choice_meanings=("never", "when a listener's SYN queue overflows", "always (for testing only)"),
-       advice=(
-           "Keep 1: it defends against SYN floods and costs nothing until a queue actually overflows.",
-           "Frequent \"SYN flooding\" log lines under legitimate load mean the"
-           " listen backlog is too small, not that cookies should be turned off.",
-       )),
-    _k("net.ipv4.tcp_abort_on_overflow", "bool", "none", "netns",
-       "Whether a full accept queue resets new connections instead of ignoring their final ACK.",
-       default="0", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "Leave it off: with 0 clients retransmit and short"
-           " bursts recover; 1 turns them into connection resets.",
-       )),
-    _k("net.ipv4.tcp_synack_retries", "int", "count", "netns",
-       "Retransmissions of the SYN-ACK for a connection being accepted.",
-       default="5", minimum=0, maximum=255,
-       advice=(
-           "5 gives up after about 63 s (1 s first timeout, doubling);"
-           " 2 or 3 frees half-open slots sooner during SYN floods.",
-       )),
-    _k("net.ipv4.tcp_syn_retries", "int", "count", "netns",
-       "Retransmissions of the SYN of an outgoing connection before connect() fails.",
-       default="6", minimum=1, maximum=127,
-       advice=(
-           "6 makes connect() to an unreachable host give up after roughly"
-           " two minutes; lower it for clients that should fail over faster.",
-       )),
-
+    _k(
+        "net.core.somaxconn",
+        "int",
+        "count",
+        "netns",
+        "Upper limit on the backlog argument of listen(); larger requests are silently cut down to it.",
+        default="4096",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "It only caps: the server must also ask for a large backlog (nginx 'backlog=', HAProxy 'maxconn').",
+            "The default was 128 before Linux 5.4, which is why old tuning guides raise it.",
+            "Kernels before 4.1 stored the backlog in 16 bits; stay at or below 65535 if any are left.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_max_syn_backlog",
+        "int",
+        "count",
+        "netns",
+        "Per-listener limit on half-open connections (SYN received, handshake unfinished).",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "The default scales with the TCP hash table: at least 128, more on larger machines.",
+            "Current kernels consult it only with tcp_syncookies = 0; otherwise the SYN"
+            " queue is bounded by the listen() backlog, itself capped by net.core.somaxconn.",
+        ),
+    ),
+    _k(
+        "net.core.netdev_max_backlog",
+        "int",
+        "packets",
+        "global",
+        "Packets each CPU may queue from network devices before the kernel drops further ones.",
+        default="1000",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "Drops are counted in the second column of /proc/net/softnet_stat;"
+            " raise it when that grows, typically with 10G and faster NICs.",
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_syncookies",
+        "enum",
+        "none",
+        "netns",
+        "Whether a listener whose SYN queue is full answers with SYN cookies instead of dropping SYNs.",
+        default="1",
+        choices=("0", "1", "2"),
+        choice_meanings=("never", "when a listener's SYN queue overflows", "always (for testing only)"),
+        advice=(
+            "Keep 1: it defends against SYN floods and costs nothing until a queue actually overflows.",
+            'Frequent "SYN flooding" log lines under legitimate load mean the'
+            " listen backlog is too small, not that cookies should be turned off.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_abort_on_overflow",
+        "bool",
+        "none",
+        "netns",
+        "Whether a full accept queue resets new connections instead of ignoring their final ACK.",
+        default="0",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=(
+            "Leave it off: with 0 clients retransmit and short bursts recover; 1 turns them into connection resets.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_synack_retries",
+        "int",
+        "count",
+        "netns",
+        "Retransmissions of the SYN-ACK for a connection being accepted.",
+        default="5",
+        minimum=0,
+        maximum=255,
+        advice=(
+            "5 gives up after about 63 s (1 s first timeout, doubling);"
+            " 2 or 3 frees half-open slots sooner during SYN floods.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_syn_retries",
+        "int",
+        "count",
+        "netns",
+        "Retransmissions of the SYN of an outgoing connection before connect() fails.",
+        default="6",
+        minimum=1,
+        maximum=127,
+        advice=(
+            "6 makes connect() to an unreachable host give up after roughly"
+            " two minutes; lower it for clients that should fail over faster.",
+        ),
+    ),
     # ---- Retransmission and keepalive ---------------------------------------------------------------------------
-    _k("net.ipv4.tcp_retries1", "int", "count", "netns",
-       "Retransmissions after which TCP asks the IP layer to re-check the route; the connection stays open.",
-       default="3", minimum=0, maximum=255,
-       advice=(
-           "RFC 1122 asks for at least 3; there is rarely a reason to change it.",
-       )),
-    _k("net.ipv4.tcp_retries2", "int", "count", "netns",
-       "Retransmissions of unacknowledged data before an established connection is given up.",
-       default="15", minimum=1, maximum=255,
-       advice=(
-           "15 means roughly 15 minutes (924.6 s with the minimum"
-           " RTO); 8 is about 100 s, the RFC 1122 minimum.",
-           "Lower it to notice dead peers with unacknowledged data sooner"
-           " (databases, proxies); TCP_USER_TIMEOUT does the same per socket.",
-       )),
-    _k("net.ipv4.tcp_keepalive_time", "int", "seconds", "netns",
-       "Idle time before the first keepalive probe, on sockets that enabled SO_KEEPALIVE.",
-       default="7200", minimum=1, maximum=32767,
-       advice=(
-           "Only sockets with SO_KEEPALIVE are probed; the application has to switch it on.",
-           "Keep it below the idle timeout of NATs, firewalls and load balancers"
-           " on the path (often 300-900 s), or idle connections vanish silently.",
-           "32767 is the most TCP_KEEPIDLE accepts per socket; tcptune holds the sysctl to the same bound.",
-       )),
-    _k("net.ipv4.tcp_keepalive_intvl", "int", "seconds", "netns",
-       "Time between keepalive probes once probing has started.",
-       default="75", minimum=1, maximum=32767,
-       advice=(
-           "A dead peer is declared after keepalive_time + keepalive_intvl x"
-           " keepalive_probes: 7200 + 75 x 9 s, about 2 h 11 min, by default.",
-       )),
-    _k("net.ipv4.tcp_keepalive_probes", "int", "count", "netns",
-       "Unanswered keepalive probes after which the connection is declared dead.",
-       default="9", minimum=1, maximum=127),
-
+    _k(
+        "net.ipv4.tcp_retries1",
+        "int",
+        "count",
+        "netns",
+        "Retransmissions after which TCP asks the IP layer to re-check the route; the connection stays open.",
+        default="3",
+        minimum=0,
+        maximum=255,
+        advice=("RFC 1122 asks for at least 3; there is rarely a reason to change it.",),
+    ),
+    _k(
+        "net.ipv4.tcp_retries2",
+        "int",
+        "count",
+        "netns",
+        "Retransmissions of unacknowledged data before an established connection is given up.",
+        default="15",
+        minimum=1,
+        maximum=255,
+        advice=(
+            "15 means roughly 15 minutes (924.6 s with the minimum RTO); 8 is about 100 s, the RFC 1122 minimum.",
+            "Lower it to notice dead peers with unacknowledged data sooner"
+            " (databases, proxies); TCP_USER_TIMEOUT does the same per socket.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_keepalive_time",
+        "int",
+        "seconds",
+        "netns",
+        "Idle time before the first keepalive probe, on sockets that enabled SO_KEEPALIVE.",
+        default="7200",
+        minimum=1,
+        maximum=32767,
+        advice=(
+            "Only sockets with SO_KEEPALIVE are probed; the application has to switch it on.",
+            "Keep it below the idle timeout of NATs, firewalls and load balancers"
+            " on the path (often 300-900 s), or idle connections vanish silently.",
+            "32767 is the most TCP_KEEPIDLE accepts per socket; tcptune holds the sysctl to the same bound.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_keepalive_intvl",
+        "int",
+        "seconds",
+        "netns",
+        "Time between keepalive probes once probing has started.",
+        default="75",
+        minimum=1,
+        maximum=32767,
+        advice=(
+            "A dead peer is declared after keepalive_time + keepalive_intvl x"
+            " keepalive_probes: 7200 + 75 x 9 s, about 2 h 11 min, by default.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_keepalive_probes",
+        "int",
+        "count",
+        "netns",
+        "Unanswered keepalive probes after which the connection is declared dead.",
+        default="9",
+        minimum=1,
+        maximum=127,
+    ),
     # ---- Congestion control and queueing ------------------------------------------------------------------------
-    _k("net.ipv4.tcp_congestion_control", "string", "none", "netns",
-       "Congestion control algorithm for new connections; accepted connections inherit the listener's.",
-       choices=("cubic", "bbr", "reno", "htcp", "dctcp", "bic", "vegas", "westwood", "illinois", "hybla",
-                "highspeed", "scalable", "lp", "veno", "yeah", "nv", "cdg"),
-       open_choices=True,
-       advice=(
-           "The default comes from the kernel build"
-           " (CONFIG_DEFAULT_TCP_CONG, usually cubic); reno always exists.",
-           "The algorithm must be built in or loadable as module"
-           " tcp_<name>; see net.ipv4.tcp_available_congestion_control.",
-           "Per network namespace since Linux 4.15. BBR paces"
-           " itself since 4.13; before that it needs the fq qdisc.",
-       )),
-    _k("net.core.default_qdisc", "string", "none", "global",
-       "Queueing discipline given to network device queues that are set up after the change.",
-       default="pfifo_fast",
-       choices=("pfifo_fast", "fq", "fq_codel", "cake", "fq_pie", "sfq", "pfifo", "bfifo"),
-       open_choices=True,
-       advice=(
-           "Existing devices keep their qdisc until it is replaced with tc or the device is set up again.",
-           "fq paces each flow and suits bulk senders and BBR; fq_codel"
-           " (systemd's choice) curbs bufferbloat on general-purpose hosts.",
-           "Host-wide: the file does not exist inside a child network namespace.",
-       )),
-
+    _k(
+        "net.ipv4.tcp_congestion_control",
+        "string",
+        "none",
+        "netns",
+        "Congestion control algorithm for new connections; accepted connections inherit the listener's.",
+        choices=(
+            "cubic",
+            "bbr",
+            "reno",
+            "htcp",
+            "dctcp",
+            "bic",
+            "vegas",
+            "westwood",
+            "illinois",
+            "hybla",
+            "highspeed",
+            "scalable",
+            "lp",
+            "veno",
+            "yeah",
+            "nv",
+            "cdg",
+        ),
+        open_choices=True,
+        advice=(
+            "The default comes from the kernel build (CONFIG_DEFAULT_TCP_CONG, usually cubic); reno always exists.",
+            "The algorithm must be built in or loadable as module"
+            " tcp_<name>; see net.ipv4.tcp_available_congestion_control.",
+            "Per network namespace since Linux 4.15. BBR paces itself since 4.13; before that it needs the fq qdisc.",
+        ),
+    ),
+    _k(
+        "net.core.default_qdisc",
+        "string",
+        "none",
+        "global",
+        "Queueing discipline given to network device queues that are set up after the change.",
+        default="pfifo_fast",
+        choices=("pfifo_fast", "fq", "fq_codel", "cake", "fq_pie", "sfq", "pfifo", "bfifo"),
+        open_choices=True,
+        advice=(
+            "Existing devices keep their qdisc until it is replaced with tc or the device is set up again.",
+            "fq paces each flow and suits bulk senders and BBR; fq_codel"
+            " (systemd's choice) curbs bufferbloat on general-purpose hosts.",
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
     # ---- TCP options and features -------------------------------------------------------------------------------
-    _k("net.ipv4.tcp_window_scaling", "bool", "none", "netns",
-       "RFC 7323 window scaling, needed for receive windows above 64 KiB.",
-       default="1", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "Never turn it off: without it no connection can have more than 64 KiB in flight.",
-       )),
-    _k("net.ipv4.tcp_timestamps", "enum", "none", "netns",
-       "RFC 7323 timestamps, used for RTT measurement, PAWS and TIME_WAIT reuse.",
-       default="1", choices=("0", "1", "2"),
-       choice_meanings=("off", "on, with a random offset per peer", "on, without random offsets"),
-       advice=(
-           "Keep them on: tcp_tw_reuse, PAWS and accurate RTT estimates depend on them.",
-           "Value 2 (Linux 4.10 and later) drops the random offset; it is rarely needed.",
-       )),
-    _k("net.ipv4.tcp_sack", "bool", "none", "netns",
-       "Selective acknowledgements (RFC 2018).",
-       default="1", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "Keep it on: without SACK, recovering from several losses in one window takes many round trips.",
-       )),
-    _k("net.ipv4.tcp_dsack", "bool", "none", "netns",
-       "Duplicate SACK reports (RFC 2883), which let the sender spot needless retransmissions.",
-       default="1", choices=BOOL, choice_meanings=OFF_ON),
-    _k("net.ipv4.tcp_fack", "bool", "none", "netns",
-       "Forward acknowledgement loss recovery (obsolete).",
-       default="0", choices=BOOL, choice_meanings=OFF_ON,
-       removed="4.15",
-       removed_reason="FACK recovery was replaced by RACK in Linux 4.15; the file may still exist but is"
-                      " ignored"),
-    _k("net.ipv4.tcp_fastopen", "int", "none", "netns",
-       "TCP Fast Open (RFC 7413) as a bitmask: lets data travel in the SYN of repeat connections.",
-       default="1", minimum=0, maximum=0x607,
-       advice=(
-           "Bits: 0x1 client, 0x2 server, 0x4 client without cookie, 0x200 server accepts data"
-           " without cookie, 0x400 server on for every listener. 3 turns on client and server.",
-           "Servers still set TCP_FASTOPEN on the listener unless 0x400 is"
-           " set; clients must send with MSG_FASTOPEN or TCP_FASTOPEN_CONNECT.",
-           "Some middleboxes drop SYNs that carry data; test the real path before relying on it.",
-       )),
-    _k("net.ipv4.tcp_mtu_probing", "enum", "none", "netns",
-       "Packetization-layer path MTU discovery (RFC 4821), which works without ICMP.",
-       default="0", choices=("0", "1", "2"),
-       choice_meanings=("off", "on once an ICMP black hole is detected",
-                        "always, starting from tcp_base_mss"),
-       advice=(
-           "1 is a safe improvement: connections stuck behind paths that"
-           " drop ICMP 'fragmentation needed' recover on their own.",
-           "Recommended on hosts that use jumbo frames.",
-       )),
-    _k("net.ipv4.tcp_base_mss", "int", "bytes", "netns",
-       "MSS that MTU probing starts from.",
-       default="1024", minimum=48, maximum=65535,
-       advice=(
-           "Only used with tcp_mtu_probing; 1024 suits almost every path.",
-       )),
-    _k("net.ipv4.tcp_slow_start_after_idle", "bool", "none", "netns",
-       "Whether a connection idle for one retransmission"
-       " timeout restarts from the initial congestion window.",
-       default="1", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "Set 0 for long-lived connections that send in bursts (HTTP/2,"
-           " RPC, database pools) so each burst need not ramp up again.",
-           "1 is the cautious choice when idle connections may"
-           " resume over a path whose capacity has changed.",
-       )),
-    _k("net.ipv4.tcp_no_metrics_save", "bool", "none", "netns",
-       "Whether TCP stops caching RTT and ssthresh from closed"
-       " connections for the next one to the same host.",
-       default="0", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "1 keeps one lossy transfer from slowing the next"
-           " connection to that host; common on data transfer nodes.",
-       )),
-    _k("net.ipv4.tcp_ecn", "enum", "none", "netns",
-       "Explicit Congestion Notification: which variant is accepted from peers and which one is requested.",
-       default="2", choices=("0", "1", "2", "3", "4", "5"),
-       choice_meanings=(
-           "off",
-           "ECN for incoming and outgoing connections",
-           "ECN only when an incoming connection asks for it",
-           "Accurate ECN for incoming and outgoing connections",
-           "Accurate ECN incoming, classic ECN outgoing",
-           "Accurate ECN incoming, none outgoing",
-       ),
-       advice=(
-           "2 is a safe default: it answers ECN requests but never asks.",
-           "1 requests ECN on outgoing connections; worthwhile"
-           " inside data centers whose switches mark packets.",
-           "Values 3-5 (Accurate ECN) need Linux 6.18 or later; older kernels reject them.",
-       )),
-    _k("net.ipv4.tcp_ecn_fallback", "bool", "none", "netns",
-       "Whether a connection drops back to non-ECN when ECN is seen to misbehave on the path.",
-       default="1", choices=BOOL, choice_meanings=OFF_ON),
-    _k("net.ipv4.tcp_low_latency", "bool", "none", "netns",
-       "Bypass of the TCP prequeue (obsolete).",
-       default="0", choices=BOOL, choice_meanings=OFF_ON,
-       removed="4.14",
-       removed_reason="the prequeue it controlled was removed in Linux 4.14; the file may still exist but"
-                      " does nothing"),
-    _k("net.ipv4.tcp_autocorking", "bool", "none", "netns",
-       "Whether small back-to-back writes are merged while earlier packets still wait in the qdisc or NIC.",
-       default="1", choices=BOOL, choice_meanings=OFF_ON,
-       advice=(
-           "Keep it on for throughput and fewer packets; 0 can trim latency for"
-           " request/response traffic made of small writes, at the cost of more packets.",
-       )),
-    _k("net.ipv4.tcp_limit_output_bytes", "int", "bytes", "netns",
-       "TCP Small Queues: bytes one socket may have waiting in the qdisc and the device.",
-       default="4194304", minimum=1, maximum=INT_MAX,
-       advice=(
-           "4 MiB since Linux 6.16 (less on older kernels).",
-           "Lower values cut bufferbloat and latency for competing"
-           " flows; higher ones can help single very fast flows.",
-       )),
-    _k("net.ipv4.tcp_min_snd_mss", "int", "bytes", "netns",
-       "Smallest MSS a peer can impose; smaller advertised values are raised to it.",
-       default="48", minimum=48, maximum=65535,
-       advice=(
-           "Added in Linux 5.2 and backported to stable kernels as part of the 2019 fix for CVE-2019-11479.",
-           "Raising it (536, say) stops peers from forcing tiny"
-           " segments, but breaks paths that truly need them.",
-       )),
-    _k("net.ipv4.tcp_early_retrans", "enum", "none", "netns",
-       "Tail loss probe, which turns many timeouts at the end of a burst into fast recovery.",
-       default="3", choices=("0", "3", "4"),
-       choice_meanings=("off", "on", "on (same as 3 on current kernels)"),
-       advice=(
-           "Keep the default; it needs RACK loss detection (net.ipv4.tcp_recovery), which is always on.",
-       )),
-
+    _k(
+        "net.ipv4.tcp_window_scaling",
+        "bool",
+        "none",
+        "netns",
+        "RFC 7323 window scaling, needed for receive windows above 64 KiB.",
+        default="1",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=("Never turn it off: without it no connection can have more than 64 KiB in flight.",),
+    ),
+    _k(
+        "net.ipv4.tcp_timestamps",
+        "enum",
+        "none",
+        "netns",
+        "RFC 7323 timestamps, used for RTT measurement, PAWS and TIME_WAIT reuse.",
+        default="1",
+        choices=("0", "1", "2"),
+        choice_meanings=("off", "on, with a random offset per peer", "on, without random offsets"),
+        advice=(
+            "Keep them on: tcp_tw_reuse, PAWS and accurate RTT estimates depend on them.",
+            "Value 2 (Linux 4.10 and later) drops the random offset; it is rarely needed.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_sack",
+        "bool",
+        "none",
+        "netns",
+        "Selective acknowledgements (RFC 2018).",
+        default="1",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=("Keep it on: without SACK, recovering from several losses in one window takes many round trips.",),
+    ),
+    _k(
+        "net.ipv4.tcp_dsack",
+        "bool",
+        "none",
+        "netns",
+        "Duplicate SACK reports (RFC 2883), which let the sender spot needless retransmissions.",
+        default="1",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+    ),
+    _k(
+        "net.ipv4.tcp_fack",
+        "bool",
+        "none",
+        "netns",
+        "Forward acknowledgement loss recovery (obsolete).",
+        default="0",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        removed="4.15",
+        removed_reason="FACK recovery was replaced by RACK in Linux 4.15; the file may still exist but is ignored",
+    ),
+    _k(
+        "net.ipv4.tcp_fastopen",
+        "int",
+        "none",
+        "netns",
+        "TCP Fast Open (RFC 7413) as a bitmask: lets data travel in the SYN of repeat connections.",
+        default="1",
+        minimum=0,
+        maximum=0x607,
+        advice=(
+            "Bits: 0x1 client, 0x2 server, 0x4 client without cookie, 0x200 server accepts data"
+            " without cookie, 0x400 server on for every listener. 3 turns on client and server.",
+            "Servers still set TCP_FASTOPEN on the listener unless 0x400 is"
+            " set; clients must send with MSG_FASTOPEN or TCP_FASTOPEN_CONNECT.",
+            "Some middleboxes drop SYNs that carry data; test the real path before relying on it.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_mtu_probing",
+        "enum",
+        "none",
+        "netns",
+        "Packetization-layer path MTU discovery (RFC 4821), which works without ICMP.",
+        default="0",
+        choices=("0", "1", "2"),
+        choice_meanings=("off", "on once an ICMP black hole is detected", "always, starting from tcp_base_mss"),
+        advice=(
+            "1 is a safe improvement: connections stuck behind paths that"
+            " drop ICMP 'fragmentation needed' recover on their own.",
+            "Recommended on hosts that use jumbo frames.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_base_mss",
+        "int",
+        "bytes",
+        "netns",
+        "MSS that MTU probing starts from.",
+        default="1024",
+        minimum=48,
+        maximum=65535,
+        advice=("Only used with tcp_mtu_probing; 1024 suits almost every path.",),
+    ),
+    _k(
+        "net.ipv4.tcp_slow_start_after_idle",
+        "bool",
+        "none",
+        "netns",
+        "Whether a connection idle for one retransmission timeout restarts from the initial congestion window.",
+        default="1",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=(
+            "Set 0 for long-lived connections that send in bursts (HTTP/2,"
+            " RPC, database pools) so each burst need not ramp up again.",
+            "1 is the cautious choice when idle connections may resume over a path whose capacity has changed.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_no_metrics_save",
+        "bool",
+        "none",
+        "netns",
+        "Whether TCP stops caching RTT and ssthresh from closed connections for the next one to the same host.",
+        default="0",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=(
+            "1 keeps one lossy transfer from slowing the next connection to that host; common on data transfer nodes.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_ecn",
+        "enum",
+        "none",
+        "netns",
+        "Explicit Congestion Notification: which variant is accepted from peers and which one is requested.",
+        default="2",
+        choices=("0", "1", "2", "3", "4", "5"),
+        choice_meanings=(
+            "off",
+            "ECN for incoming and outgoing connections",
+            "ECN only when an incoming connection asks for it",
+            "Accurate ECN for incoming and outgoing connections",
+            "Accurate ECN incoming, classic ECN outgoing",
+            "Accurate ECN incoming, none outgoing",
+        ),
+        advice=(
+            "2 is a safe default: it answers ECN requests but never asks.",
+            "1 requests ECN on outgoing connections; worthwhile inside data centers whose switches mark packets.",
+            "Values 3-5 (Accurate ECN) need Linux 6.18 or later; older kernels reject them.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_ecn_fallback",
+        "bool",
+        "none",
+        "netns",
+        "Whether a connection drops back to non-ECN when ECN is seen to misbehave on the path.",
+        default="1",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+    ),
+    _k(
+        "net.ipv4.tcp_low_latency",
+        "bool",
+        "none",
+        "netns",
+        "Bypass of the TCP prequeue (obsolete).",
+        default="0",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        removed="4.14",
+        removed_reason="the prequeue it controlled was removed in Linux 4.14; the file may still exist but"
+        " does nothing",
+    ),
+    _k(
+        "net.ipv4.tcp_autocorking",
+        "bool",
+        "none",
+        "netns",
+        "Whether small back-to-back writes are merged while earlier packets still wait in the qdisc or NIC.",
+        default="1",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        advice=(
+            "Keep it on for throughput and fewer packets; 0 can trim latency for"
+            " request/response traffic made of small writes, at the cost of more packets.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_limit_output_bytes",
+        "int",
+        "bytes",
+        "netns",
+        "TCP Small Queues: bytes one socket may have waiting in the qdisc and the device.",
+        default="4194304",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "4 MiB since Linux 6.16 (less on older kernels).",
+            "Lower values cut bufferbloat and latency for competing"
+            " flows; higher ones can help single very fast flows.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_min_snd_mss",
+        "int",
+        "bytes",
+        "netns",
+        "Smallest MSS a peer can impose; smaller advertised values are raised to it.",
+        default="48",
+        minimum=48,
+        maximum=65535,
+        advice=(
+            "Added in Linux 5.2 and backported to stable kernels as part of the 2019 fix for CVE-2019-11479.",
+            "Raising it (536, say) stops peers from forcing tiny segments, but breaks paths that truly need them.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_early_retrans",
+        "enum",
+        "none",
+        "netns",
+        "Tail loss probe, which turns many timeouts at the end of a burst into fast recovery.",
+        default="3",
+        choices=("0", "3", "4"),
+        choice_meanings=("off", "on", "on (same as 3 on current kernels)"),
+        advice=("Keep the default; it needs RACK loss detection (net.ipv4.tcp_recovery), which is always on.",),
+    ),
     # ---- Local ports --------------------------------------------------------------------------------------------
-    _k("net.ipv4.ip_local_port_range", "pair", "port", "netns",
-       "Ports the kernel picks from for outgoing connections and for bind() to port 0.",
-       default="32768 60999", elements=("low", "high"), minimum=1, maximum=65535,
-       advice=(
-           "A wider range allows more simultaneous connections to the same destination address and port.",
-           "The low end may not be below net.ipv4.ip_unprivileged_port_start (the kernel"
-           " rejects it), and bounds of different parity suit the kernel's port search best.",
-           "Ports of local services that fall inside the range belong in net.ipv4.ip_local_reserved_ports.",
-       )),
-    _k("net.ipv4.ip_local_reserved_ports", "portlist", "port", "netns",
-       "Ports that automatic port selection skips; explicit bind() to them still works.",
-       default="",
-       advice=(
-           "Reserve the ports of local services inside ip_local_port_range"
-           " so no outgoing connection takes them first.",
-           "Writing replaces the whole list.",
-       )),
-    _k("net.ipv4.ip_unprivileged_port_start", "int", "port", "netns",
-       "First port that programs without CAP_NET_BIND_SERVICE may bind.",
-       default="1024", minimum=0, maximum=65535,
-       advice=(
-           "Per network namespace; containers often set 0 so unprivileged servers can bind port 80.",
-           "It may not exceed the low end of ip_local_port_range; the kernel refuses such a write.",
-       )),
-
+    _k(
+        "net.ipv4.ip_local_port_range",
+        "pair",
+        "port",
+        "netns",
+        "Ports the kernel picks from for outgoing connections and for bind() to port 0.",
+        default="32768 60999",
+        elements=("low", "high"),
+        minimum=1,
+        maximum=65535,
+        advice=(
+            "A wider range allows more simultaneous connections to the same destination address and port.",
+            "The low end may not be below net.ipv4.ip_unprivileged_port_start (the kernel"
+            " rejects it), and bounds of different parity suit the kernel's port search best.",
+            "Ports of local services that fall inside the range belong in net.ipv4.ip_local_reserved_ports.",
+        ),
+    ),
+    _k(
+        "net.ipv4.ip_local_reserved_ports",
+        "portlist",
+        "port",
+        "netns",
+        "Ports that automatic port selection skips; explicit bind() to them still works.",
+        default="",
+        advice=(
+            "Reserve the ports of local services inside ip_local_port_range"
+            " so no outgoing connection takes them first.",
+            "Writing replaces the whole list.",
+        ),
+    ),
+    _k(
+        "net.ipv4.ip_unprivileged_port_start",
+        "int",
+        "port",
+        "netns",
+        "First port that programs without CAP_NET_BIND_SERVICE may bind.",
+        default="1024",
+        minimum=0,
+        maximum=65535,
+        advice=(
+            "Per network namespace; containers often set 0 so unprivileged servers can bind port 80.",
+            "It may not exceed the low end of ip_local_port_range; the kernel refuses such a write.",
+        ),
+    ),
     # ---- File descriptors ---------------------------------------------------------------------------------------
-    _k("fs.file-max", "int", "count", "global",
-       "System-wide limit on open file handles, sockets included.",
-       minimum=1, maximum=LONG_MAX,
-       advice=(
-           "Set at boot to about one handle per 10 KiB of memory (at least 8192), which is usually plenty.",
-           "Programs run into per-process limits first (RLIMIT_NOFILE,"
-           " systemd LimitNOFILE=), which fs.nr_open caps.",
-           "Host-wide: containers cannot change it.",
-       )),
-    _k("fs.nr_open", "int", "count", "global",
-       "Highest value a process's open-file limit (RLIMIT_NOFILE) may be raised to.",
-       default="1048576", minimum=64, maximum=2147483584,
-       advice=(
-           "Raise it before setting LimitNOFILE= or ulimit -n above 1048576, or setrlimit() fails.",
-           "The kernel accepts 64 to 2147483584 on 64-bit builds.",
-       )),
+    _k(
+        "fs.file-max",
+        "int",
+        "count",
+        "global",
+        "System-wide limit on open file handles, sockets included.",
+        minimum=1,
+        maximum=LONG_MAX,
+        advice=(
+            "Set at boot to about one handle per 10 KiB of memory (at least 8192), which is usually plenty.",
+            "Programs run into per-process limits first (RLIMIT_NOFILE, systemd LimitNOFILE=), which fs.nr_open caps.",
+            "Host-wide: containers cannot change it.",
+        ),
+    ),
+    _k(
+        "fs.nr_open",
+        "int",
+        "count",
+        "global",
+        "Highest value a process's open-file limit (RLIMIT_NOFILE) may be raised to.",
+        default="1048576",
+        minimum=64,
+        maximum=2147483584,
+        advice=(
+            "Raise it before setting LimitNOFILE= or ulimit -n above 1048576, or setrlimit() fails.",
+            "The kernel accepts 64 to 2147483584 on 64-bit builds.",
+        ),
+    ),
 )
 
 

@@ -4,7 +4,6 @@ Exit codes (same for every command): 0 success, 1 error (invalid profile, failed
 (``diff`` only), 3 an apply failed and not everything could be restored, 64 bad command line, 70 internal error.
 """
 
-
 import sys
 from enum import Enum
 from typing import Annotated
@@ -38,14 +37,19 @@ class ShowFormat(str, Enum):
     sysctl = "sysctl"
 
 
-ProfileArg = Annotated[str, typer.Argument(
-    help="Profile file, or the name of a built-in profile (see 'tcptune profiles').")]
+ProfileArg = Annotated[
+    str, typer.Argument(help="Profile file, or the name of a built-in profile (see 'tcptune profiles').")
+]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 
 # Annotations are evaluated at definition time (no postponed annotations: typer would compile and eval each
 # one on every run), so every option type used below is defined here.
-InventoryOpt = Annotated[str | None, typer.Option(
-    "--inventory", "-i", help="Ansible inventory (file or directory): run across the fleet through ansible-runner.")]
+InventoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--inventory", "-i", help="Ansible inventory (file or directory): run across the fleet through ansible-runner."
+    ),
+]
 LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern to restrict the run to.")]
 ForksOpt = Annotated[int | None, typer.Option("--forks", min=1, help="Hosts in parallel (default: Ansible's, 5).")]
 
@@ -56,13 +60,23 @@ class StatusFormat(str, Enum):
     prometheus = "prometheus"
 
 
-ProcNetOpt = Annotated[str, typer.Option(
-    "--proc-net", envvar="TCPTUNE_PROC_NET", show_default=True,
-    help="Directory holding tcp, tcp6, sockstat, netstat and snmp (/proc/net follows the current network "
-         "namespace). Kernel counters come from here, and sockets too when netlink is unavailable.")]
+ProcNetOpt = Annotated[
+    str,
+    typer.Option(
+        "--proc-net",
+        envvar="TCPTUNE_PROC_NET",
+        show_default=True,
+        help="Directory holding tcp, tcp6, sockstat, netstat and snmp (/proc/net follows the current network "
+        "namespace). Kernel counters come from here, and sockets too when netlink is unavailable.",
+    ),
+]
 SourceOpt = Annotated[str, typer.Option("--source", hidden=True, help="Socket source: auto, netlink or proc.")]
-TopOpt = Annotated[int, typer.Option(
-    "--top", min=1, help="Rows per breakdown (ports, remote addresses, endpoints); bounds Prometheus series.")]
+TopOpt = Annotated[
+    int,
+    typer.Option(
+        "--top", min=1, help="Rows per breakdown (ports, remote addresses, endpoints); bounds Prometheus series."
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -74,8 +88,9 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     ctx: typer.Context,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
-                                          help="Print the version and exit.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
 ) -> None:
     """Declarative Linux TCP tuning."""
     if ctx.invoked_subcommand not in _STATE_COMMANDS:  # those check their own --state-dir
@@ -94,8 +109,9 @@ _STATE_COMMANDS = ("diff", "apply", "history", "rollback")
 def validate(
     profiles: Annotated[list[str], typer.Argument(help="Profile files or built-in names.")],
     strict: Annotated[bool, typer.Option("--strict", help="Treat warnings as errors.")] = False,
-    container: Annotated[bool, typer.Option(
-        "--container", help="Warn about global keys (read-only in a container).")] = False,
+    container: Annotated[
+        bool, typer.Option("--container", help="Warn about global keys (read-only in a container).")
+    ] = False,
     fmt: FormatOpt = Format.text,
 ) -> None:
     """Check profiles against the key catalog. Exit 0 if all are valid, 1 if any is not."""
@@ -116,16 +132,19 @@ def validate(
             diagnostics, name = [Diagnostic("error", Location(ref), str(exc))], ref
         bad = any(d.is_error or strict for d in diagnostics)
         failed |= bad
-        results.append({"profile": name, "source": ref, "valid": not bad,
-                        "diagnostics": [d.as_dict() for d in diagnostics]})
+        results.append(
+            {"profile": name, "source": ref, "valid": not bad, "diagnostics": [d.as_dict() for d in diagnostics]}
+        )
         if fmt is Format.text:
             for diagnostic in diagnostics:
                 emit(diagnostic_line(diagnostic))
             errors = sum(d.is_error for d in diagnostics)
             warnings = len(diagnostics) - errors
             verdict_text = "invalid" if bad else "ok"
-            emit(f"{ref}: {verdict_text} ({errors} error{'s' * (errors != 1)}, "
-                 f"{warnings} warning{'s' * (warnings != 1)})")
+            emit(
+                f"{ref}: {verdict_text} ({errors} error{'s' * (errors != 1)}, "
+                f"{warnings} warning{'s' * (warnings != 1)})"
+            )
     if fmt is Format.json:
         emit_json({"valid": not failed, "profiles": results})
     raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
@@ -144,10 +163,17 @@ def show(profile: ProfileArg, fmt: Annotated[ShowFormat, typer.Option("--format"
     _fail_on_errors(verdict)
     rows = [(key, verdict.values[key], s.origin, str(s.location)) for key, s in sorted(resolved.settings.items())]
     if fmt is ShowFormat.json:
-        emit_json({"name": resolved.name, "description": resolved.description, "path": str(resolved.path),
-                   "extends": list(resolved.extends), "chain": list(resolved.chain),
-                   "fingerprint": resolved.fingerprint(),
-                   "settings": {k: {"value": v, "origin": o, "location": loc} for k, v, o, loc in rows}})
+        emit_json(
+            {
+                "name": resolved.name,
+                "description": resolved.description,
+                "path": str(resolved.path),
+                "extends": list(resolved.extends),
+                "chain": list(resolved.chain),
+                "fingerprint": resolved.fingerprint(),
+                "settings": {k: {"value": v, "origin": o, "location": loc} for k, v, o, loc in rows},
+            }
+        )
     elif fmt is ShowFormat.sysctl:
         sys.stdout.write(render_sysctl_conf(resolved.name, resolved.fingerprint(), verdict.values))
     else:
@@ -175,15 +201,23 @@ def explain(
         if fmt is Format.json:
             emit_json([key_as_dict(k) for k in keys])
         else:
-            table(["key", "scope", "default", "summary"],
-                  [(k.name, k.scope + (" (removed)" if k.removed else ""), k.default or "-", k.summary) for k in keys])
+            table(
+                ["key", "scope", "default", "summary"],
+                [(k.name, k.scope + (" (removed)" if k.removed else ""), k.default or "-", k.summary) for k in keys],
+            )
         return
     name = catalog.canonical_name(key)
     if name is None:
         options = catalog.ambiguous(key)
-        hint = ("write the full name: " + " or ".join(options)) if options else (
-            "did you mean " + " or ".join(catalog.suggest(key)) + "?" if catalog.suggest(key)
-            else "run 'tcptune explain --list'")
+        hint = (
+            ("write the full name: " + " or ".join(options))
+            if options
+            else (
+                "did you mean " + " or ".join(catalog.suggest(key)) + "?"
+                if catalog.suggest(key)
+                else "run 'tcptune explain --list'"
+            )
+        )
         raise TcptuneError(f"{key}: unknown sysctl key ({hint})")
     entry = catalog.get(name)
     assert entry is not None
@@ -223,19 +257,42 @@ def list_profiles(fmt: FormatOpt = Format.text) -> None:
 
 # ---- live state: diff, apply, history, rollback (issue 3) ---------------------------------------------------------
 
-ProcRootOpt = Annotated[str, typer.Option(
-    "--proc-root", envvar="TCPTUNE_PROC_ROOT", show_default=True,
-    help="A /proc/sys-shaped tree to read and write instead of the running kernel's (tests, a mounted container "
-         "filesystem). apply/rollback need root only for the real /proc/sys.")]
-StateDirOpt = Annotated[str, typer.Option(
-    "--state-dir", envvar="TCPTUNE_STATE_DIR", show_default=True,
-    help="Where journals, the lock and the last applied profile live (created 0700).")]
-SysctlDirOpt = Annotated[str | None, typer.Option(
-    "--sysctl-dir", envvar="TCPTUNE_SYSCTL_DIR",
-    help="Directory of the persisted file 90-tcptune.conf [default: <sysctl root>/etc/sysctl.d].")]
-SysctlRootOpt = Annotated[str, typer.Option(
-    "--sysctl-root", envvar="TCPTUNE_SYSCTL_ROOT", hidden=True,
-    help="Root of the tree whose sysctl.d directories predict boot-time values (tests, container images).")]
+ProcRootOpt = Annotated[
+    str,
+    typer.Option(
+        "--proc-root",
+        envvar="TCPTUNE_PROC_ROOT",
+        show_default=True,
+        help="A /proc/sys-shaped tree to read and write instead of the running kernel's (tests, a mounted container "
+        "filesystem). apply/rollback need root only for the real /proc/sys.",
+    ),
+]
+StateDirOpt = Annotated[
+    str,
+    typer.Option(
+        "--state-dir",
+        envvar="TCPTUNE_STATE_DIR",
+        show_default=True,
+        help="Where journals, the lock and the last applied profile live (created 0700).",
+    ),
+]
+SysctlDirOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--sysctl-dir",
+        envvar="TCPTUNE_SYSCTL_DIR",
+        help="Directory of the persisted file 90-tcptune.conf [default: <sysctl root>/etc/sysctl.d].",
+    ),
+]
+SysctlRootOpt = Annotated[
+    str,
+    typer.Option(
+        "--sysctl-root",
+        envvar="TCPTUNE_SYSCTL_ROOT",
+        hidden=True,
+        help="Root of the tree whose sysctl.d directories predict boot-time values (tests, container images).",
+    ),
+]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
 
 
@@ -263,8 +320,13 @@ def _desired(ref: str, *, show_warnings: bool = False) -> object:
             emit(diagnostic_line(diagnostic, sys.stderr), err=True)
     resolved = verdict.profile
     scopes = {k: entry.scope for k in verdict.values if (entry := catalog.get(k)) is not None}
-    return Desired(resolved.name, resolved.fingerprint(), dict(verdict.values),
-                   str(resolved.path) if resolved.path else ref, scopes)
+    return Desired(
+        resolved.name,
+        resolved.fingerprint(),
+        dict(verdict.values),
+        str(resolved.path) if resolved.path else ref,
+        scopes,
+    )
 
 
 def _warn_interrupted(state_dir: str) -> None:
@@ -291,9 +353,11 @@ def _warn_interrupted(state_dir: str) -> None:
         return
     for journal in stuck:
         profile = (journal.data.get("profile") or {}).get("name") or "?"
-        warn(f"{journal.kind} {journal.id} of profile {profile} (started {journal.data.get('started')}) was "
-             "interrupted and may have left the machine half-changed; run 'tcptune rollback' to restore the previous "
-             "values ('tcptune history' for details)")
+        warn(
+            f"{journal.kind} {journal.id} of profile {profile} (started {journal.data.get('started')}) was "
+            "interrupted and may have left the machine half-changed; run 'tcptune rollback' to restore the previous "
+            "values ('tcptune history' for details)"
+        )
 
 
 def _flat(text: str | None) -> str:
@@ -302,11 +366,14 @@ def _flat(text: str | None) -> str:
 
 @app.command()
 def diff(
-    profile: Annotated[str | None, typer.Argument(
-        help="Profile file or built-in name. Default: the profile of the last 'tcptune apply'.")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Argument(help="Profile file or built-in name. Default: the profile of the last 'tcptune apply'."),
+    ] = None,
     fmt: FormatOpt = Format.text,
-    live_only: Annotated[bool, typer.Option(
-        "--live-only", help="Ignore persistence (sysctl.d) drift for the exit code and output.")] = False,
+    live_only: Annotated[
+        bool, typer.Option("--live-only", help="Ignore persistence (sysctl.d) drift for the exit code and output.")
+    ] = False,
     proc_root: ProcRootOpt = "/proc/sys",
     state_dir: StateDirOpt = "/var/lib/tcptune",
     sysctl_dir: SysctlDirOpt = None,
@@ -334,10 +401,12 @@ def diff(
 
         record = StateDir(state_dir).read_last_applied()
         if record is None:
-            raise TcptuneError(f"no applied profile is recorded in {state_dir} (nothing applied yet, or the last "
-                               "apply was rolled back); name a profile to compare, e.g. 'tcptune diff web-server', "
-                               "or start with "
-                               "'tcptune apply web-server --dry-run' ('tcptune profiles' lists the built-in ones)")
+            raise TcptuneError(
+                f"no applied profile is recorded in {state_dir} (nothing applied yet, or the last "
+                "apply was rolled back); name a profile to compare, e.g. 'tcptune diff web-server', "
+                "or start with "
+                "'tcptune apply web-server --dry-run' ('tcptune profiles' lists the built-in ones)"
+            )
         desired = Desired.from_dict(record.get("profile") or {})
     else:
         desired = _desired(profile)
@@ -349,8 +418,11 @@ def diff(
         emit_json(result.as_dict())
         raise typer.Exit(EXIT_DRIFT if result.drift else EXIT_OK)
     emit(f"profile {desired.name} (fingerprint {desired.fingerprint}) against {proc_root}")
-    table(["key", "live", "desired", "status"],
-          [(k.key, _flat(k.live), k.desired, STATUS_TEXT[k.status]) for k in result.plan.keys], status_column=3)
+    table(
+        ["key", "live", "desired", "status"],
+        [(k.key, _flat(k.live), k.desired, STATUS_TEXT[k.status]) for k in result.plan.keys],
+        status_column=3,
+    )
     for state in result.plan.keys:
         if state.note and state.status != "ok":
             emit(f"  {state.key}: {state.note}")
@@ -367,8 +439,12 @@ def diff(
             assert b.source is not None
             line = f"  {b.key}: would be {b.value} from {b.source.where()}"
             if b.shadowed:
-                line += ", " + paint("overriding", "drift") + " " + ", ".join(
-                    f"{e.where()} ({e.value})" for e in b.shadowed)
+                line += (
+                    ", "
+                    + paint("overriding", "drift")
+                    + " "
+                    + ", ".join(f"{e.where()} ({e.value})" for e in b.shadowed)
+                )
             elif b.status != "ok":
                 line += f" ({paint('differs', 'drift')} from {b.desired})"
             emit(line)
@@ -387,13 +463,19 @@ def apply(
     profile: ProfileArg,
     yes: YesOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan; change nothing.")] = False,
-    skip_missing: Annotated[bool, typer.Option(
-        "--skip-missing", help="Skip keys the running kernel lacks (default: refuse, nothing written).")] = False,
-    skip_readonly: Annotated[bool, typer.Option(
-        "--skip-readonly", help="Skip keys read-only here, e.g. host-wide keys in a container (default: refuse).")
+    skip_missing: Annotated[
+        bool,
+        typer.Option("--skip-missing", help="Skip keys the running kernel lacks (default: refuse, nothing written)."),
     ] = False,
-    no_persist: Annotated[bool, typer.Option(
-        "--no-persist", help="Change the live kernel only; do not write the sysctl.d file.")] = False,
+    skip_readonly: Annotated[
+        bool,
+        typer.Option(
+            "--skip-readonly", help="Skip keys read-only here, e.g. host-wide keys in a container (default: refuse)."
+        ),
+    ] = False,
+    no_persist: Annotated[
+        bool, typer.Option("--no-persist", help="Change the live kernel only; do not write the sysctl.d file.")
+    ] = False,
     fmt: FormatOpt = Format.text,
     proc_root: ProcRootOpt = "/proc/sys",
     state_dir: StateDirOpt = "/var/lib/tcptune",
@@ -429,26 +511,46 @@ def apply(
     for state in skipped:
         say(f"warning: skipping {state.key}: {state.status} ({state.note})")
     unchanged = len(runnable.keys) - len(runnable.changes)
-    say(f"{len(runnable.changes)} to change, {unchanged} already at the desired value"
-        + (f", {len(skipped)} skipped" if skipped else ""))
+    say(
+        f"{len(runnable.changes)} to change, {unchanged} already at the desired value"
+        + (f", {len(skipped)} skipped" if skipped else "")
+    )
     if new_file is not None:
         say(f"will write {target.own_file}")  # type: ignore[attr-defined]
     if dry_run or (not runnable.changes and new_file is None):
         if fmt is Format.json:
-            emit_json({"dry_run": dry_run, "plan": runnable.as_dict(), "skipped": [k.key for k in skipped],
-                       "persist": target.own_file if new_file is not None else None,  # type: ignore[attr-defined]
-                       "applied": False})
+            emit_json(
+                {
+                    "dry_run": dry_run,
+                    "plan": runnable.as_dict(),
+                    "skipped": [k.key for k in skipped],
+                    "persist": target.own_file if new_file is not None else None,  # type: ignore[attr-defined]
+                    "applied": False,
+                }
+            )
         elif not runnable.changes and new_file is None:
             emit("up to date: nothing to do")
         if not dry_run:  # record the profile even when nothing changed: a bare 'diff' compares against it
-            done = core.apply(desired, target, runnable, skip_missing=skip_missing,  # type: ignore[arg-type]
-                              skip_readonly=skip_readonly, write_persist=not no_persist)
+            done = core.apply(
+                desired,
+                target,
+                runnable,
+                skip_missing=skip_missing,  # type: ignore[arg-type]
+                skip_readonly=skip_readonly,
+                write_persist=not no_persist,
+            )
             for warning in done.warnings:
                 say(f"warning: {warning}")
         raise typer.Exit(EXIT_OK)
     _confirm(yes, f"apply {len(runnable.changes)} change(s)" + (" and write the sysctl.d file" if new_file else ""))
-    result = core.apply(desired, target, runnable, skip_missing=skip_missing,  # type: ignore[arg-type]
-                        skip_readonly=skip_readonly, write_persist=not no_persist)
+    result = core.apply(
+        desired,
+        target,
+        runnable,
+        skip_missing=skip_missing,  # type: ignore[arg-type]
+        skip_readonly=skip_readonly,
+        write_persist=not no_persist,
+    )
     for warning in result.warnings:
         say(f"warning: {warning}")
     for key, live, expected in result.mismatches:
@@ -459,14 +561,24 @@ def apply(
     if result.persist_outside_boot_path:
         say(f"note: {target.own_file} is not in a directory read at boot")  # type: ignore[attr-defined]
     if fmt is Format.json:
-        emit_json({"dry_run": False, "plan": result.plan.as_dict(), "skipped": [k.key for k in skipped],
-                   "journal": result.journal_id, "written": result.written,
-                   "persisted": result.persisted if result.persist_changed else None,
-                   "mismatches": [{"key": k, "live": lv, "expected": e} for k, lv, e in result.mismatches],
-                   "overridden": [b.as_dict() for b in result.overridden], "applied": True})
+        emit_json(
+            {
+                "dry_run": False,
+                "plan": result.plan.as_dict(),
+                "skipped": [k.key for k in skipped],
+                "journal": result.journal_id,
+                "written": result.written,
+                "persisted": result.persisted if result.persist_changed else None,
+                "mismatches": [{"key": k, "live": lv, "expected": e} for k, lv, e in result.mismatches],
+                "overridden": [b.as_dict() for b in result.overridden],
+                "applied": True,
+            }
+        )
     else:
-        emit(f"applied {len(result.written)} change(s) (journal {result.journal_id})"
-             + (f"; wrote {result.persisted}" if result.persist_changed else ""))
+        emit(
+            f"applied {len(result.written)} change(s) (journal {result.journal_id})"
+            + (f"; wrote {result.persisted}" if result.persist_changed else "")
+        )
     raise typer.Exit(EXIT_ERROR if result.mismatches else EXIT_OK)
 
 
@@ -499,21 +611,38 @@ def history(
     if not journals:
         emit(f"no applies recorded in {state_dir}")
         return
-    table(["id", "started (UTC)", "kind", "profile", "hash", "keys", "status"],
-          [(j.id, str(j.data.get("started", ""))[:19].replace("T", " "), j.kind
-            + (f" of {j.data['rolls_back']}" if j.data.get("rolls_back") else ""),
-            s["profile"] or "-", s["fingerprint"] or "-", s["keys_changed"], j.status)
-           for j in journals for s in [j.summary()]])
+    table(
+        ["id", "started (UTC)", "kind", "profile", "hash", "keys", "status"],
+        [
+            (
+                j.id,
+                str(j.data.get("started", ""))[:19].replace("T", " "),
+                j.kind + (f" of {j.data['rolls_back']}" if j.data.get("rolls_back") else ""),
+                s["profile"] or "-",
+                s["fingerprint"] or "-",
+                s["keys_changed"],
+                j.status,
+            )
+            for j in journals
+            for s in [j.summary()]
+        ],
+    )
 
 
 @app.command()
 def rollback(
-    journal_id: Annotated[str | None, typer.Argument(
-        metavar="[ID]", help="Apply to undo (id or unique prefix, see 'tcptune history'). Default: the last one.")
+    journal_id: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[ID]", help="Apply to undo (id or unique prefix, see 'tcptune history'). Default: the last one."
+        ),
     ] = None,
     yes: YesOpt = False,
-    abandon: Annotated[bool, typer.Option(
-        "--abandon", help="Mark an interrupted apply as done without changing anything (accept current values).")
+    abandon: Annotated[
+        bool,
+        typer.Option(
+            "--abandon", help="Mark an interrupted apply as done without changing anything (accept current values)."
+        ),
     ] = False,
     proc_root: ProcRootOpt = "/proc/sys",
     state_dir: StateDirOpt = "/var/lib/tcptune",
@@ -541,8 +670,11 @@ def rollback(
     for state in result.skipped:
         emit(f"warning: could not restore {state.key}: {state.status} ({state.note})", err=True)
     written = result.outcome.applied if result.outcome else []
-    emit(f"rolled back apply {candidate.id}: restored {len(written)} key(s)"
-         + (f" ({', '.join(written)})" if written else "") + f" (journal {result.journal_id})")
+    emit(
+        f"rolled back apply {candidate.id}: restored {len(written)} key(s)"
+        + (f" ({', '.join(written)})" if written else "")
+        + f" (journal {result.journal_id})"
+    )
     if result.file_action in ("restored", "removed"):
         emit(f"{result.file_action} {(candidate.data.get('persist') or {}).get('path')}")
     elif result.file_note:
@@ -553,14 +685,20 @@ def rollback(
 
 # ---- fleets: Ansible roles, push, fleet diff (issue 4) -------------------------------------------------------------
 
+
 @app.command()
 def role(
     profile: Annotated[str | None, typer.Argument(help="Profile file or built-in name (omit with --generic).")] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Directory to write the role into.")] = "roles",
-    generic: Annotated[bool, typer.Option(
-        "--generic", help="Write the generic role 'tcptune' (settings from the inventory: tcptune_settings).")] = False,
-    molecule: Annotated[bool, typer.Option(
-        "--molecule/--no-molecule", help="Include a Molecule scenario on namespace hosts.")] = True,
+    generic: Annotated[
+        bool,
+        typer.Option(
+            "--generic", help="Write the generic role 'tcptune' (settings from the inventory: tcptune_settings)."
+        ),
+    ] = False,
+    molecule: Annotated[
+        bool, typer.Option("--molecule/--no-molecule", help="Include a Molecule scenario on namespace hosts.")
+    ] = True,
 ) -> None:
     """Write a self-contained Ansible role for a profile: roles/tcptune_<name>/ (ansible-core only, no collections)."""
     from .ansible.render import generic_spec, render_role
@@ -571,8 +709,10 @@ def role(
     spec = generic_spec() if generic else _fleet_spec(profile)  # type: ignore[arg-type]
     role_dir = render_role(spec, out, molecule=molecule)
     files = sum(1 for p in role_dir.rglob("*") if p.is_file())
-    emit(f"wrote {role_dir} ({files} files)" + ("" if generic else f" from profile {spec.profile_name}, "
-                                                  f"{len(spec.settings)} keys"))
+    emit(
+        f"wrote {role_dir} ({files} files)"
+        + ("" if generic else f" from profile {spec.profile_name}, {len(spec.settings)} keys")
+    )
 
 
 @app.command()
@@ -607,8 +747,9 @@ def _fleet_spec(profile: str) -> object:
     return spec_from_verdict(verdict)
 
 
-def _fleet_run(profile: str, inventory: str, limit: str | None, forks: int | None, *, check: bool,
-               show_progress: bool) -> object:
+def _fleet_run(
+    profile: str, inventory: str, limit: str | None, forks: int | None, *, check: bool, show_progress: bool
+) -> object:
     """Validate, render and run; a rich progress bar over hosts on a terminal."""
     from .ansible.fleet import run_spec
     from .output import is_terminal
@@ -619,8 +760,14 @@ def _fleet_run(profile: str, inventory: str, limit: str | None, forks: int | Non
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=Console(stderr=True), transient=True) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
         task = progress.add_task("check" if check else "push", total=None)
 
         def started(hosts: list[str]) -> None:
@@ -629,8 +776,15 @@ def _fleet_run(profile: str, inventory: str, limit: str | None, forks: int | Non
         def finished(host: object) -> None:
             progress.update(task, advance=1, description=f"{getattr(host, 'host', '')}: {getattr(host, 'status', '')}")
 
-        return run_spec(spec, inventory, limit=limit, forks=forks, check=check,  # type: ignore[arg-type]
-                        on_start=started, on_host=finished)
+        return run_spec(
+            spec,
+            inventory,
+            limit=limit,
+            forks=forks,
+            check=check,  # type: ignore[arg-type]
+            on_start=started,
+            on_host=finished,
+        )
 
 
 def _print_push(result: object, fmt: Format) -> None:
@@ -653,12 +807,18 @@ def _print_push(result: object, fmt: Format) -> None:
         else:
             rows.append((host.host, host.status, "-", host.message))
     verb = "would change" if result.check else "changed"  # type: ignore[attr-defined]
-    table(["host", "status", "keys", "detail"], rows, status_column=1,
-          title=f"profile {result.profile}" + (" (check mode)" if result.check else ""))  # type: ignore[attr-defined]
+    table(
+        ["host", "status", "keys", "detail"],
+        rows,
+        status_column=1,
+        title=f"profile {result.profile}" + (" (check mode)" if result.check else ""),
+    )  # type: ignore[attr-defined]
     counts = result.counts()  # type: ignore[attr-defined]
-    emit(f"{len(result.hosts)} hosts: {counts['changed']} {verb}, {counts['ok']} up to date, "  # type: ignore[attr-defined]
-         f"{counts['failed']} failed, {counts['unreachable']} unreachable "
-         f"({result.seconds:.1f} s)")  # type: ignore[attr-defined]
+    emit(
+        f"{len(result.hosts)} hosts: {counts['changed']} {verb}, {counts['ok']} up to date, "  # type: ignore[attr-defined]
+        f"{counts['failed']} failed, {counts['unreachable']} unreachable "
+        f"({result.seconds:.1f} s)"
+    )  # type: ignore[attr-defined]
 
 
 def _fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: int | None, fmt: Format) -> int:
@@ -692,10 +852,16 @@ def _fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: i
             rows.append((host.host, "-", "-", "-", f"failed: {host.message}"))
         elif not host.drift and not host.file_changed:
             rows.append((host.host, "-", "-", "-", "ok"))
-    table(["host", "key", "live", "desired", "status"], rows, status_column=4,
-          title=f"profile {result.profile} across {len(result.hosts)} hosts")  # type: ignore[attr-defined]
-    emit(f"{len(result.drifted)} of {len(result.hosts)} hosts drifted"  # type: ignore[attr-defined]
-         + (f", {len(result.failed)} failed or unreachable" if result.failed else ""))  # type: ignore[attr-defined]
+    table(
+        ["host", "key", "live", "desired", "status"],
+        rows,
+        status_column=4,
+        title=f"profile {result.profile} across {len(result.hosts)} hosts",
+    )  # type: ignore[attr-defined]
+    emit(
+        f"{len(result.drifted)} of {len(result.hosts)} hosts drifted"  # type: ignore[attr-defined]
+        + (f", {len(result.failed)} failed or unreachable" if result.failed else "")
+    )  # type: ignore[attr-defined]
     return code
 
 
@@ -706,16 +872,36 @@ def _fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: i
 def status(
     fmt: Annotated[StatusFormat, typer.Option("--format", "-f", help="Output format.")] = StatusFormat.text,
     top: TopOpt = 10,
-    ports: Annotated[list[int] | None, typer.Option(
-        "--port", min=1, max=65535, help="Only this port in the per-port breakdown (repeatable): a local service "
-                                         "port, or the remote port of outgoing connections.")] = None,
-    watch: Annotated[float | None, typer.Option(
-        "--watch", metavar="SECONDS", help="Refresh every SECONDS until Ctrl-C (redraws in place on a terminal; "
-                                           "JSON becomes one document per line; --output rewrites the file).")] = None,
+    ports: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--port",
+            min=1,
+            max=65535,
+            help="Only this port in the per-port breakdown (repeatable): a local service "
+            "port, or the remote port of outgoing connections.",
+        ),
+    ] = None,
+    watch: Annotated[
+        float | None,
+        typer.Option(
+            "--watch",
+            metavar="SECONDS",
+            help="Refresh every SECONDS until Ctrl-C (redraws in place on a terminal; "
+            "JSON becomes one document per line; --output rewrites the file).",
+        ),
+    ] = None,
     count: Annotated[int | None, typer.Option("--count", min=1, help="With --watch: stop after N refreshes.")] = None,
-    output: Annotated[str | None, typer.Option(
-        "--output", "-o", metavar="FILE", help="Write to FILE atomically instead of stdout (for node_exporter's "
-                                               "textfile collector: --format prometheus -o DIR/tcptune.prom).")] = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            help="Write to FILE atomically instead of stdout (for node_exporter's "
+            "textfile collector: --format prometheus -o DIR/tcptune.prom).",
+        ),
+    ] = None,
     proc_root: ProcRootOpt = "/proc/sys",
     proc_net: ProcNetOpt = "/proc/net",
     source: SourceOpt = "auto",
@@ -748,8 +934,9 @@ def status(
         sys.stdout.write("\n")  # Ctrl-C is how --watch ends: exit 0
 
 
-def _show_status(evidence: object, fmt: StatusFormat, top: int, ports: list[int], output: str | None,
-                 watch: float | None) -> None:
+def _show_status(
+    evidence: object, fmt: StatusFormat, top: int, ports: list[int], output: str | None, watch: float | None
+) -> None:
     import json
 
     from .output import is_terminal, prometheus_text, status_text
@@ -757,8 +944,11 @@ def _show_status(evidence: object, fmt: StatusFormat, top: int, ports: list[int]
 
     data = status_dict(evidence, top=top, ports=ports)  # type: ignore[arg-type]
     if fmt is StatusFormat.json:
-        text = json.dumps(data, separators=(",", ":")) + "\n" if watch and not output else \
-            json.dumps(data, indent=2) + "\n"
+        text = (
+            json.dumps(data, separators=(",", ":")) + "\n"
+            if watch and not output
+            else json.dumps(data, indent=2) + "\n"
+        )
     elif fmt is StatusFormat.prometheus:
         text = prometheus_text(data)
     else:
@@ -800,21 +990,46 @@ def _os_problem(exc: OSError, path: str) -> str:
 @app.command()
 def recommend(
     fmt: FormatOpt = Format.text,
-    min_sockets: Annotated[int, typer.Option(
-        "--min-sockets", min=1, help="Smallest pile-up worth a finding (CLOSE_WAIT or FIN_WAIT2 on a port, "
-                                     "TIME_WAIT in total).")] = 100,
-    sample: Annotated[float | None, typer.Option(
-        "--sample", metavar="SECONDS", help="Read the kernel counters twice, SECONDS apart, and judge overflows "
-                                            "by what happened in between instead of since boot.")] = None,
-    write: Annotated[str | None, typer.Option(
-        "--write", metavar="PROFILE", help="Write the suggested values as a profile file (validated, atomic) that "
-                                           "extends --base.")] = None,
-    base: Annotated[str | None, typer.Option(
-        "--base", metavar="PROFILE", help="Profile the written one extends [default: the last applied profile, "
-                                          "else 'base'].")] = None,
+    min_sockets: Annotated[
+        int,
+        typer.Option(
+            "--min-sockets",
+            min=1,
+            help="Smallest pile-up worth a finding (CLOSE_WAIT or FIN_WAIT2 on a port, TIME_WAIT in total).",
+        ),
+    ] = 100,
+    sample: Annotated[
+        float | None,
+        typer.Option(
+            "--sample",
+            metavar="SECONDS",
+            help="Read the kernel counters twice, SECONDS apart, and judge overflows "
+            "by what happened in between instead of since boot.",
+        ),
+    ] = None,
+    write: Annotated[
+        str | None,
+        typer.Option(
+            "--write",
+            metavar="PROFILE",
+            help="Write the suggested values as a profile file (validated, atomic) that extends --base.",
+        ),
+    ] = None,
+    base: Annotated[
+        str | None,
+        typer.Option(
+            "--base",
+            metavar="PROFILE",
+            help="Profile the written one extends [default: the last applied profile, else 'base'].",
+        ),
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Let --write replace an existing file.")] = False,
-    owners: Annotated[bool, typer.Option(
-        "--owners/--no-owners", help="Look up which processes hold CLOSE_WAIT pile-ups (reads /proc/*/fd).")] = True,
+    owners: Annotated[
+        bool,
+        typer.Option(
+            "--owners/--no-owners", help="Look up which processes hold CLOSE_WAIT pile-ups (reads /proc/*/fd)."
+        ),
+    ] = True,
     proc_root: ProcRootOpt = "/proc/sys",
     proc_net: ProcNetOpt = "/proc/net",
     state_dir: StateDirOpt = "/var/lib/tcptune",
@@ -836,8 +1051,13 @@ def recommend(
     if sample is not None:
         previous = take_evidence(proc_root=proc_root, proc_net=proc_net, source=source)
         time.sleep(sample)
-    evidence = take_evidence(proc_root=proc_root, proc_net=proc_net, source=source, previous=previous,
-                             owners_min_close_wait=min_sockets if owners else None)
+    evidence = take_evidence(
+        proc_root=proc_root,
+        proc_net=proc_net,
+        source=source,
+        previous=previous,
+        owners_min_close_wait=min_sockets if owners else None,
+    )
     findings = advise(evidence, Thresholds(min_sockets=min_sockets))
     suggested = suggested_values(findings)
     written = None
@@ -845,11 +1065,20 @@ def recommend(
         written = _write_recommended_profile(write, findings, base or _last_applied_base(state_dir), evidence)
     current = {key: evidence.sysctls.get(key) for key in suggested}
     if fmt is Format.json:
-        emit_json({"findings": [f.as_dict() for f in findings], "suggested": suggested, "current": current,
-                   "written": written, "evidence": status_dict(evidence, top=10)})
+        emit_json(
+            {
+                "findings": [f.as_dict() for f in findings],
+                "suggested": suggested,
+                "current": current,
+                "written": written,
+                "evidence": status_dict(evidence, top=10),
+            }
+        )
         return
-    emit(f"evidence: {evidence.counts.total} TCP sockets in {evidence.netns or 'this network namespace'} "
-         f"via {source_label(evidence)}" + (f"; counters over {evidence.window:.1f} s" if evidence.window else ""))
+    emit(
+        f"evidence: {evidence.counts.total} TCP sockets in {evidence.netns or 'this network namespace'} "
+        f"via {source_label(evidence)}" + (f"; counters over {evidence.window:.1f} s" if evidence.window else "")
+    )
     emit()
     sys.stdout.write(findings_text([f.as_dict() for f in findings], current))
     if write and not suggested:
@@ -916,8 +1145,12 @@ def _write_recommended_profile(path: str, findings: list, base: str, evidence: o
     finally:
         os.unlink(probe)
     if verdict.errors:  # report them against the file the user named, not the probe
-        raise ProfileError([d._replace(location=d.location._replace(file=path)) if d.location.file == probe else d
-                            for d in verdict.errors])
+        raise ProfileError(
+            [
+                d._replace(location=d.location._replace(file=path)) if d.location.file == probe else d
+                for d in verdict.errors
+            ]
+        )
     try:
         atomic_write(path, text)
     except OSError as exc:
@@ -946,8 +1179,11 @@ def _app_for(args: list[str]) -> typer.Typer:
     name = args[0] if args else ""
     if name.startswith("-") or app.registered_groups:
         return app
-    wanted = [c for c in app.registered_commands
-              if (c.name or (c.callback.__name__.replace("_", "-") if c.callback else None)) == name]
+    wanted = [
+        c
+        for c in app.registered_commands
+        if (c.name or (c.callback.__name__.replace("_", "-") if c.callback else None)) == name
+    ]
     if len(wanted) != 1:
         return app  # unknown command: the full app reports it with the list of commands
     single = copy.copy(app)

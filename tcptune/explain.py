@@ -26,12 +26,19 @@ def key_as_dict(key: Key) -> dict[str, Any]:
 
 
 def describe_key(key: Key) -> str:
-    scope = ("per network namespace: each container or netns has its own value" if key.scope == "netns"
-             else "global: one value for the whole machine; read-only or absent inside a container's netns")
-    lines = [key.name, f"  {key.summary}", "",
-             f"  value:    {key.shape}" + (f" ({'/'.join(key.elements)})" if key.elements else ""),
-             f"  unit:     {key.unit}",
-             f"  valid:    {describe_valid(key)}"]
+    scope = (
+        "per network namespace: each container or netns has its own value"
+        if key.scope == "netns"
+        else "global: one value for the whole machine; read-only or absent inside a container's netns"
+    )
+    lines = [
+        key.name,
+        f"  {key.summary}",
+        "",
+        f"  value:    {key.shape}" + (f" ({'/'.join(key.elements)})" if key.elements else ""),
+        f"  unit:     {key.unit}",
+        f"  valid:    {describe_valid(key)}",
+    ]
     if key.choice_meanings:
         for choice, meaning in zip(key.choices, key.choice_meanings):
             lines.append(f"            {choice} = {meaning}")
@@ -45,8 +52,11 @@ def describe_key(key: Key) -> str:
     if history:
         lines.append(f"  history:  {'; '.join(history)}")
     if key.units_accepted:
-        lines.append(f"  units:    profiles may write {key.unit} with units (e.g. "
-                     + {"bytes": "16MiB", "seconds": "30s", "milliseconds": "200ms"}.get(key.unit, "") + ")")
+        lines.append(
+            f"  units:    profiles may write {key.unit} with units (e.g. "
+            + {"bytes": "16MiB", "seconds": "30s", "milliseconds": "200ms"}.get(key.unit, "")
+            + ")"
+        )
     if key.advice:
         lines += ["", "  advice:"] + [f"  - {line}" for line in key.advice]
     return "\n".join(lines)

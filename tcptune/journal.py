@@ -31,11 +31,18 @@ def _json() -> Any:
 
     return json
 
+
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 JOURNAL_VERSION = 1
 
 PENDING, COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, ABANDONED = (
-    "pending", "complete", "failed", "incomplete", "rolled-back", "abandoned")
+    "pending",
+    "complete",
+    "failed",
+    "incomplete",
+    "rolled-back",
+    "abandoned",
+)
 UNDOABLE = (PENDING, COMPLETE, INCOMPLETE)
 """Statuses of an apply whose changes may still be in force, i.e. that ``rollback`` can undo."""
 
@@ -77,8 +84,9 @@ def _check(ok: bool, path: str, what: str, kind: str = "journal") -> None:
 
 
 def _optional_str(data: dict[str, Any], field: str, path: str, kind: str = "journal", label: str | None = None) -> None:
-    _check(data.get(field) is None or isinstance(data[field], str), path,
-           f"{label or repr(field)} must be a string", kind)
+    _check(
+        data.get(field) is None or isinstance(data[field], str), path, f"{label or repr(field)} must be a string", kind
+    )
 
 
 def _value_text(value: object, path: str, what: str, kind: str) -> str:
@@ -111,11 +119,17 @@ def check_profile_record(data: object, path: str, field: str, kind: str) -> dict
     values = data.get("values")
     _check(isinstance(values, dict), path, f"{field}.values must be an object of key: value", kind)
     assert isinstance(values, dict)
-    checked = {_checked_key(k, path, f"{field}.values key {k!r}", kind):
-               _value_text(v, path, f"{field}.values[{k!r}]", kind) for k, v in values.items()}
+    checked = {
+        _checked_key(k, path, f"{field}.values key {k!r}", kind): _value_text(v, path, f"{field}.values[{k!r}]", kind)
+        for k, v in values.items()
+    }
     scopes = data.get("scopes") or {}
-    _check(isinstance(scopes, dict) and all(isinstance(v, str) for v in scopes.values()), path,
-           f"{field}.scopes must be an object of key: scope", kind)
+    _check(
+        isinstance(scopes, dict) and all(isinstance(v, str) for v in scopes.values()),
+        path,
+        f"{field}.scopes must be an object of key: scope",
+        kind,
+    )
     return dict(data, values=checked, scopes=dict(scopes))
 
 
@@ -133,8 +147,11 @@ def check_journal(data: object, path: str) -> dict[str, Any]:
         _optional_str(data, field, path)
     for field in ("pid", "uid"):
         value = data.get(field)
-        _check(value is None or (isinstance(value, int) and not isinstance(value, bool)), path,
-               f"{field!r} must be an integer")
+        _check(
+            value is None or (isinstance(value, int) and not isinstance(value, bool)),
+            path,
+            f"{field!r} must be an integer",
+        )
     profile = data.get("profile")
     _check(profile is None or isinstance(profile, dict), path, "'profile' must be an object")
     if isinstance(profile, dict):
@@ -146,13 +163,21 @@ def check_journal(data: object, path: str) -> dict[str, Any]:
     for i, change in enumerate(changes):
         _check(isinstance(change, dict), path, f"changes[{i}] must be an object with key, old and new")
         key = _checked_key(change.get("key"), path, f"changes[{i}].key", "journal")
-        checked_changes.append(dict(change, key=key, old=_value_text(change.get("old"), path, f"changes[{i}].old",
-                                                                     "journal"),
-                                    new=_value_text(change.get("new"), path, f"changes[{i}].new", "journal")))
+        checked_changes.append(
+            dict(
+                change,
+                key=key,
+                old=_value_text(change.get("old"), path, f"changes[{i}].old", "journal"),
+                new=_value_text(change.get("new"), path, f"changes[{i}].new", "journal"),
+            )
+        )
     for field in ("skipped", "written", "restored"):
         value = data.get(field, [])
-        _check(isinstance(value, list) and all(isinstance(v, str) for v in value), path,
-               f"{field!r} must be a list of key names")
+        _check(
+            isinstance(value, list) and all(isinstance(v, str) for v in value),
+            path,
+            f"{field!r} must be a list of key names",
+        )
     persist = data.get("persist")
     _check(persist is None or isinstance(persist, dict), path, "'persist' must be an object")
     if isinstance(persist, dict):
@@ -233,11 +258,19 @@ class Journal:
 
     def summary(self) -> dict[str, Any]:
         profile = self.data.get("profile") or {}
-        return {"id": self.id, "kind": self.kind, "status": self.status, "started": self.data.get("started"),
-                "finished": self.data.get("finished"), "profile": profile.get("name"),
-                "fingerprint": profile.get("fingerprint"), "keys_changed": len(self.changes),
-                "keys": [c["key"] for c in self.changes], "rolls_back": self.data.get("rolls_back"),
-                "pid": self.data.get("pid")}
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "status": self.status,
+            "started": self.data.get("started"),
+            "finished": self.data.get("finished"),
+            "profile": profile.get("name"),
+            "fingerprint": profile.get("fingerprint"),
+            "keys_changed": len(self.changes),
+            "keys": [c["key"] for c in self.changes],
+            "rolls_back": self.data.get("rolls_back"),
+            "pid": self.data.get("pid"),
+        }
 
 
 class StateDir:
@@ -261,8 +294,10 @@ class StateDir:
                     os.makedirs(directory, mode=0o700)
                     os.chmod(directory, 0o700)  # makedirs' mode is filtered by the umask
             except OSError as exc:
-                raise LiveStateError(f"cannot create the state directory {directory}: {exc.strerror} "
-                                     "(use --state-dir or TCPTUNE_STATE_DIR)") from None
+                raise LiveStateError(
+                    f"cannot create the state directory {directory}: {exc.strerror} "
+                    "(use --state-dir or TCPTUNE_STATE_DIR)"
+                ) from None
             self._check_private(directory)  # before anything is created in it
 
     @staticmethod
@@ -275,12 +310,16 @@ class StateDir:
         if not stat.S_ISDIR(info.st_mode):
             raise LiveStateError(f"the state directory {directory} is not a directory")
         if info.st_uid != os.geteuid():
-            raise LiveStateError(f"refusing to use the state directory {directory}: it is owned by uid {info.st_uid}, "
-                                 f"not by this user (uid {os.geteuid()}); 'chown {os.geteuid()} {directory}' "
-                                 "or pick another --state-dir")
+            raise LiveStateError(
+                f"refusing to use the state directory {directory}: it is owned by uid {info.st_uid}, "
+                f"not by this user (uid {os.geteuid()}); 'chown {os.geteuid()} {directory}' "
+                "or pick another --state-dir"
+            )
         if info.st_mode & 0o022:
-            raise LiveStateError(f"refusing to use the state directory {directory}: it is writable by group or "
-                                 f"others (mode {stat.S_IMODE(info.st_mode):04o}); 'chmod 700 {directory}'")
+            raise LiveStateError(
+                f"refusing to use the state directory {directory}: it is writable by group or "
+                f"others (mode {stat.S_IMODE(info.st_mode):04o}); 'chmod 700 {directory}'"
+            )
 
     @contextlib.contextmanager
     def lock(self) -> Iterator[None]:
@@ -317,8 +356,16 @@ class StateDir:
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         journal_id = f"{stamp}-{os.urandom(2).hex()}"
         path = os.path.join(self.journal_dir, f"{journal_id}.pending.json")
-        data: dict[str, Any] = {"version": JOURNAL_VERSION, "id": journal_id, "kind": kind, "status": PENDING,
-                                "started": _now(), "finished": None, "pid": os.getpid(), "uid": os.geteuid()}
+        data: dict[str, Any] = {
+            "version": JOURNAL_VERSION,
+            "id": journal_id,
+            "kind": kind,
+            "status": PENDING,
+            "started": _now(),
+            "finished": None,
+            "pid": os.getpid(),
+            "uid": os.geteuid(),
+        }
         data.update(fields)
         journal = Journal(path, data)
         journal.save()
@@ -430,8 +477,10 @@ class StateDir:
         except FileNotFoundError:
             return None
         except PermissionError:
-            raise LiveStateError(f"cannot read {self.last_applied_path}: permission denied "
-                                 "(run as root, or name a profile: 'tcptune diff PROFILE')") from None
+            raise LiveStateError(
+                f"cannot read {self.last_applied_path}: permission denied "
+                "(run as root, or name a profile: 'tcptune diff PROFILE')"
+            ) from None
         except ValueError as exc:
             raise Malformed(self.last_applied_path, f"not valid JSON ({exc})", "last-applied record") from None
         except OSError as exc:

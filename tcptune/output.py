@@ -9,8 +9,20 @@ from typing import Any, TextIO
 
 from .errors import Diagnostic
 
-STYLES = {"error": "31", "warning": "33", "ok": "32", "differs": "33", "changed": "33", "failed": "31",
-          "unreachable": "31", "missing": "35", "read-only": "36", "drift": "33", "bold": "1", "dim": "2"}
+STYLES = {
+    "error": "31",
+    "warning": "33",
+    "ok": "32",
+    "differs": "33",
+    "changed": "33",
+    "failed": "31",
+    "unreachable": "31",
+    "missing": "35",
+    "read-only": "36",
+    "drift": "33",
+    "bold": "1",
+    "dim": "2",
+}
 
 
 def is_terminal(stream: TextIO | None = None) -> bool:
@@ -42,11 +54,12 @@ def diagnostic_line(diagnostic: Diagnostic, stream: TextIO | None = None) -> str
     if diagnostic.severity == "warning":
         return text.replace("warning:", paint("warning:", "warning", stream), 1)
     location = str(diagnostic.location)
-    return paint(location, "error", stream) + text[len(location):]
+    return paint(location, "error", stream) + text[len(location) :]
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, status_column: int | None = None,
-          title: str | None = None) -> None:
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, status_column: int | None = None, title: str | None = None
+) -> None:
     """A table: rich on a terminal, aligned plain text (no colour, no rich import) when piped."""
     rows = [[("" if cell is None else str(cell)) for cell in row] for row in rows]
     if is_terminal():
@@ -58,7 +71,8 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, status_colum
             cells = list(row)
             if status_column is not None:
                 colour = {"31": "red", "33": "yellow", "32": "green", "35": "magenta", "36": "cyan"}.get(
-                    STYLES.get(cells[status_column].split(" ")[0], ""), "")
+                    STYLES.get(cells[status_column].split(" ")[0], ""), ""
+                )
                 if colour:
                     cells[status_column] = f"[{colour}]{cells[status_column]}[/{colour}]"
             rich_table.add_row(*cells)
@@ -78,23 +92,33 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, status_colum
 # They render the plain dicts of sockets.status_dict / advise.Finding.as_dict and never import rich, so that
 # 'tcptune status' stays fast and --watch can redraw a whole frame at once.
 
-_STATE_STYLE = {"ESTABLISHED": "ok", "TIME_WAIT": "warning", "FIN_WAIT2": "warning", "CLOSE_WAIT": "error",
-                "LAST_ACK": "warning", "SYN_RECV": "warning"}
+_STATE_STYLE = {
+    "ESTABLISHED": "ok",
+    "TIME_WAIT": "warning",
+    "FIN_WAIT2": "warning",
+    "CLOSE_WAIT": "error",
+    "LAST_ACK": "warning",
+    "SYN_RECV": "warning",
+}
 _SEVERITY_STYLE = {"critical": "error", "warning": "warning", "info": "ok"}
 
 
 def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "  ") -> list[str]:
     """Aligned plain-text lines; cells that are numbers are right-aligned."""
     cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    numeric = [all(row[i].replace(".", "", 1).lstrip("+-").isdigit() or row[i] in ("", "-") for row in cells)
-               for i in range(len(headers))]
+    numeric = [
+        all(row[i].replace(".", "", 1).lstrip("+-").isdigit() or row[i] in ("", "-") for row in cells)
+        for i in range(len(headers))
+    ]
     widths = [len(h) for h in headers]
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]
 
     def line(row: Sequence[str]) -> str:
-        return indent + "  ".join(c.rjust(w) if right else c.ljust(w)
-                                  for c, w, right in zip(row, widths, numeric)).rstrip()
+        return (
+            indent
+            + "  ".join(c.rjust(w) if right else c.ljust(w) for c, w, right in zip(row, widths, numeric)).rstrip()
+        )
 
     return [line([h.upper() for h in headers]), *(line(row) for row in cells)]
 
@@ -119,14 +143,19 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
 
     out: list[str] = []
     add = out.append
-    add(f"TCP sockets in {status.get('netns') or 'this network namespace'}: {status['total']} "
-        f"(source: {status['source_label']}; {status['taken_at']})")
+    add(
+        f"TCP sockets in {status.get('netns') or 'this network namespace'}: {status['total']} "
+        f"(source: {status['source_label']}; {status['taken_at']})"
+    )
     states = status["states"]
     largest = max(states.values(), default=0)
     for name, count in states.items():
         text = f"  {name:<13}{count:>9}  {_bar(count, largest)}"
-        add(paint(text, _STATE_STYLE.get(name, "bold")) if count and name in _STATE_STYLE else
-            (text if count else paint(text, "dim")))
+        add(
+            paint(text, _STATE_STYLE.get(name, "bold"))
+            if count and name in _STATE_STYLE
+            else (text if count else paint(text, "dim"))
+        )
 
     add("")
     add(paint("Limits", "bold"))
@@ -138,47 +167,83 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
             return f"{shown} ({name} not readable here)"
         return f"{shown} of {limit} {name} ({percent} %)"
 
-    add(f"  orphans      {of(orphans['count'], orphans['max'], 'tcp_max_orphans', orphans['percent'])}; "
-        f"orphaned FIN_WAIT2: {orphans['fin_wait2_orphans']}")
+    add(
+        f"  orphans      {of(orphans['count'], orphans['max'], 'tcp_max_orphans', orphans['percent'])}; "
+        f"orphaned FIN_WAIT2: {orphans['fin_wait2_orphans']}"
+    )
     add(f"  TIME_WAIT    {of(tw['count'], tw['max'], 'tcp_max_tw_buckets', tw['percent'])}")
     add(f"  local ports  {ports['low']}-{ports['high']}: {ports['size']} per remote address:port")
 
     if status["by_port"]:
         add("")
-        add(paint(f"By port (top {len(status['by_port'])}; in = local port, "
-                  "out = remote port of outgoing connections)", "bold"))
+        add(
+            paint(
+                f"By port (top {len(status['by_port'])}; in = local port, out = remote port of outgoing connections)",
+                "bold",
+            )
+        )
         columns = _state_columns(status["by_port"])
-        out.extend(format_table(["port", "dir", "total", *columns],
-                                [(r["port"], r["direction"], r["total"], *(r["states"].get(c, "") for c in columns))
-                                 for r in status["by_port"]]))
+        out.extend(
+            format_table(
+                ["port", "dir", "total", *columns],
+                [
+                    (r["port"], r["direction"], r["total"], *(r["states"].get(c, "") for c in columns))
+                    for r in status["by_port"]
+                ],
+            )
+        )
     if status["endpoints"]:
         add("")
         add(paint("Outgoing connections per remote endpoint: local ports in use of the range", "bold"))
-        out.extend(format_table(
-            ["local", "remote", "in use", "%", "time_wait", "established"],
-            [(e["local_address"], f"{e['remote_address']}:{e['remote_port']}", e["in_use"], e["percent"],
-              e["time_wait"], e["established"]) for e in status["endpoints"]]))
+        out.extend(
+            format_table(
+                ["local", "remote", "in use", "%", "time_wait", "established"],
+                [
+                    (
+                        e["local_address"],
+                        f"{e['remote_address']}:{e['remote_port']}",
+                        e["in_use"],
+                        e["percent"],
+                        e["time_wait"],
+                        e["established"],
+                    )
+                    for e in status["endpoints"]
+                ],
+            )
+        )
     if status["by_remote"]:
         add("")
         add(paint(f"By remote address (top {len(status['by_remote'])})", "bold"))
         columns = _state_columns(status["by_remote"])
-        out.extend(format_table(["address", "total", *columns],
-                                [(r["address"], r["total"], *(r["states"].get(c, "") for c in columns))
-                                 for r in status["by_remote"]]))
+        out.extend(
+            format_table(
+                ["address", "total", *columns],
+                [(r["address"], r["total"], *(r["states"].get(c, "") for c in columns)) for r in status["by_remote"]],
+            )
+        )
     if status["listeners"]:
         add("")
         add(paint("Listeners (accept queue now / backlog)", "bold"))
-        out.extend(format_table(["address", "port", "queue", "backlog"],
-                                [(item["address"], item["port"], item["queue"],
-                                  "?" if item["backlog"] is None else item["backlog"])
-                                 for item in status["listeners"]]))
+        out.extend(
+            format_table(
+                ["address", "port", "queue", "backlog"],
+                [
+                    (item["address"], item["port"], item["queue"], "?" if item["backlog"] is None else item["backlog"])
+                    for item in status["listeners"]
+                ],
+            )
+        )
     if counters and status["counters"]:
         add("")
         deltas = status.get("counter_deltas")
         window = status.get("window_seconds")
-        add(paint("Kernel counters (since boot or namespace creation" +
-                  (f"; change in the last {window:.1f} s)" if deltas is not None and window is not None else ")"),
-                  "bold"))
+        add(
+            paint(
+                "Kernel counters (since boot or namespace creation"
+                + (f"; change in the last {window:.1f} s)" if deltas is not None and window is not None else ")"),
+                "bold",
+            )
+        )
         rows = []
         for name, value in status["counters"].items():
             change = ""
@@ -187,8 +252,13 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
             rows.append((name.split(".", 1)[1], value, change, COUNTER_HELP.get(name, "")))
         lines = format_table(["counter", "value", "change" if deltas is not None else "", "meaning"], rows)
         for index, (name, value, change, _help) in enumerate(rows, start=1):
-            alarming = name in ("ListenOverflows", "ListenDrops", "TCPReqQFullDrop", "TCPAbortOnMemory",
-                                "TCPTimeWaitOverflow")
+            alarming = name in (
+                "ListenOverflows",
+                "ListenDrops",
+                "TCPReqQFullDrop",
+                "TCPAbortOnMemory",
+                "TCPTimeWaitOverflow",
+            )
             if alarming and (change not in ("", "+0") or (not change and value)):
                 lines[index] = paint(lines[index], "warning")
         out.extend(lines)
@@ -214,8 +284,10 @@ def findings_text(findings: list[dict[str, Any]], current: dict[str, str | None]
     out: list[str] = []
     for finding in findings:
         severity = finding["severity"]
-        out.append(paint(f"{severity.upper():<8}", _SEVERITY_STYLE.get(severity, "bold")) +
-                   f" [{finding['id']}] {finding['title']}")
+        out.append(
+            paint(f"{severity.upper():<8}", _SEVERITY_STYLE.get(severity, "bold"))
+            + f" [{finding['id']}] {finding['title']}"
+        )
         numbers = ", ".join(f"{k}={_number_text(v)}" for k, v in finding["numbers"].items() if v not in (None, [], ""))
         out.extend(textwrap.wrap(numbers, 116, initial_indent="  numbers: ", subsequent_indent="           "))
         if finding["suggest"]:
@@ -251,37 +323,84 @@ def prometheus_text(status: dict[str, Any]) -> str:
             text = ",".join(f'{k}="{_label(v)}"' for k, v in labels.items())
             lines.append(f"{name}{{{text}}} {value}" if text else f"{name} {value}")
 
-    family("tcptune_sockets", "gauge", "TCP sockets (IPv4 and IPv6) in this network namespace, by state.",
-           (({"state": state.lower()}, count) for state, count in status["states"].items()))
-    family("tcptune_sockets_by_port", "gauge",
-           "TCP sockets by service port and state (top ports only): direction=\"in\" is a local port, "
-           "\"out\" the remote port of outgoing connections.",
-           (({"port": row["port"], "direction": row["direction"], "state": state.lower()}, count)
-            for row in status["by_port"] for state, count in row["states"].items()))
+    family(
+        "tcptune_sockets",
+        "gauge",
+        "TCP sockets (IPv4 and IPv6) in this network namespace, by state.",
+        (({"state": state.lower()}, count) for state, count in status["states"].items()),
+    )
+    family(
+        "tcptune_sockets_by_port",
+        "gauge",
+        'TCP sockets by service port and state (top ports only): direction="in" is a local port, '
+        '"out" the remote port of outgoing connections.',
+        (
+            ({"port": row["port"], "direction": row["direction"], "state": state.lower()}, count)
+            for row in status["by_port"]
+            for state, count in row["states"].items()
+        ),
+    )
     orphans, tw, ports = status["orphans"], status["time_wait"], status["port_range"]
-    family("tcptune_orphans", "gauge", "Orphaned TCP sockets (host-wide count from /proc/net/sockstat).",
-           [({}, orphans["count"])])
+    family(
+        "tcptune_orphans",
+        "gauge",
+        "Orphaned TCP sockets (host-wide count from /proc/net/sockstat).",
+        [({}, orphans["count"])],
+    )
     family("tcptune_orphans_max", "gauge", "net.ipv4.tcp_max_orphans.", [({}, orphans["max"])])
-    family("tcptune_fin_wait2_orphans", "gauge", "FIN_WAIT2 sockets no process holds (governed by tcp_fin_timeout).",
-           [({}, orphans["fin_wait2_orphans"])])
-    family("tcptune_time_wait", "gauge", "TIME_WAIT buckets in use in this namespace (/proc/net/sockstat tw).",
-           [({}, tw["count"])])
+    family(
+        "tcptune_fin_wait2_orphans",
+        "gauge",
+        "FIN_WAIT2 sockets no process holds (governed by tcp_fin_timeout).",
+        [({}, orphans["fin_wait2_orphans"])],
+    )
+    family(
+        "tcptune_time_wait",
+        "gauge",
+        "TIME_WAIT buckets in use in this namespace (/proc/net/sockstat tw).",
+        [({}, tw["count"])],
+    )
     family("tcptune_time_wait_max", "gauge", "net.ipv4.tcp_max_tw_buckets.", [({}, tw["max"])])
-    family("tcptune_local_port_range_size", "gauge",
-           "Ports in net.ipv4.ip_local_port_range: how many connections one remote endpoint can take.",
-           [({}, ports["size"])])
-    family("tcptune_endpoint_ports_in_use", "gauge",
-           "Local ports used by outgoing connections to one remote address:port (top endpoints only).",
-           (({"local": e["local_address"], "remote": e["remote_address"], "remote_port": e["remote_port"]},
-             e["in_use"]) for e in status["endpoints"]))
-    family("tcptune_listen_queue", "gauge", "Connections waiting in a listener's accept queue.",
-           (({"address": item["address"], "port": item["port"]}, item["queue"]) for item in status["listeners"]))
-    family("tcptune_listen_backlog", "gauge", "A listener's accept queue size (listen() backlog capped by somaxconn).",
-           (({"address": item["address"], "port": item["port"]}, item["backlog"]) for item in status["listeners"]))
-    family("tcptune_kernel_counter_total", "counter",
-           "TCP counters from /proc/net/netstat and /proc/net/snmp (since boot or namespace creation).",
-           (({"group": name.split(".", 1)[0], "name": name.split(".", 1)[1]}, value)
-            for name, value in status["counters"].items()))
-    family("tcptune_source_info", "gauge", "How sockets were read: netlink (sock_diag) or proc (/proc/net/tcp).",
-           [({"source": status["source"]}, 1)])
+    family(
+        "tcptune_local_port_range_size",
+        "gauge",
+        "Ports in net.ipv4.ip_local_port_range: how many connections one remote endpoint can take.",
+        [({}, ports["size"])],
+    )
+    family(
+        "tcptune_endpoint_ports_in_use",
+        "gauge",
+        "Local ports used by outgoing connections to one remote address:port (top endpoints only).",
+        (
+            ({"local": e["local_address"], "remote": e["remote_address"], "remote_port": e["remote_port"]}, e["in_use"])
+            for e in status["endpoints"]
+        ),
+    )
+    family(
+        "tcptune_listen_queue",
+        "gauge",
+        "Connections waiting in a listener's accept queue.",
+        (({"address": item["address"], "port": item["port"]}, item["queue"]) for item in status["listeners"]),
+    )
+    family(
+        "tcptune_listen_backlog",
+        "gauge",
+        "A listener's accept queue size (listen() backlog capped by somaxconn).",
+        (({"address": item["address"], "port": item["port"]}, item["backlog"]) for item in status["listeners"]),
+    )
+    family(
+        "tcptune_kernel_counter_total",
+        "counter",
+        "TCP counters from /proc/net/netstat and /proc/net/snmp (since boot or namespace creation).",
+        (
+            ({"group": name.split(".", 1)[0], "name": name.split(".", 1)[1]}, value)
+            for name, value in status["counters"].items()
+        ),
+    )
+    family(
+        "tcptune_source_info",
+        "gauge",
+        "How sockets were read: netlink (sock_diag) or proc (/proc/net/tcp).",
+        [({"source": status["source"]}, 1)],
+    )
     return "\n".join(lines) + "\n"

@@ -15,8 +15,13 @@ from .persist import BootValue, SysctlEntry
 from .values import canonical
 
 OK, DIFFERS, MISSING, READ_ONLY, UNREADABLE = "ok", "differs", "missing", "read-only", "unreadable"
-STATUS_TEXT = {OK: "ok", DIFFERS: "differs", MISSING: "missing on this kernel", READ_ONLY: "read-only here",
-               UNREADABLE: "unreadable"}
+STATUS_TEXT = {
+    OK: "ok",
+    DIFFERS: "differs",
+    MISSING: "missing on this kernel",
+    READ_ONLY: "read-only here",
+    UNREADABLE: "unreadable",
+}
 
 
 class KeyState(NamedTuple):
@@ -33,8 +38,14 @@ class KeyState(NamedTuple):
     """Plain words for anything that is not ok (why it cannot be written, what to do)."""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "live": self.live, "desired": self.desired, "status": self.status,
-                "scope": self.scope, "note": self.note}
+        return {
+            "key": self.key,
+            "live": self.live,
+            "desired": self.desired,
+            "status": self.status,
+            "scope": self.scope,
+            "note": self.note,
+        }
 
 
 class Change(NamedTuple):
@@ -75,13 +86,23 @@ class Plan(NamedTuple):
         return counts
 
     def as_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "fingerprint": self.fingerprint,
-                "keys": [k.as_dict() for k in self.keys], "changes": [c.as_dict() for c in self.changes],
-                "summary": self.counts()}
+        return {
+            "profile": self.profile,
+            "fingerprint": self.fingerprint,
+            "keys": [k.as_dict() for k in self.keys],
+            "changes": [c.as_dict() for c in self.changes],
+            "summary": self.counts(),
+        }
 
 
-def plan(desired: Mapping[str, str], live: Mapping[str, LiveValue], *, profile: str = "", fingerprint: str = "",
-         scopes: Mapping[str, str] | None = None) -> Plan:
+def plan(
+    desired: Mapping[str, str],
+    live: Mapping[str, LiveValue],
+    *,
+    profile: str = "",
+    fingerprint: str = "",
+    scopes: Mapping[str, str] | None = None,
+) -> Plan:
     """Compare each desired key with its live value; unchanged keys yield no Change (no-ops are first-class)."""
     scopes = scopes or {}
     states: list[KeyState] = []
@@ -100,8 +121,11 @@ def plan(desired: Mapping[str, str], live: Mapping[str, LiveValue], *, profile: 
         elif canonical(value.text) == canonical(want):
             states.append(KeyState(key, want, value.text, OK, scope))
         elif not value.writable:
-            note = ("a host-wide key that a network namespace or container cannot change; set it on the host"
-                    if scope != "netns" else "not writable here: /proc/sys is read-only, or not running as root")
+            note = (
+                "a host-wide key that a network namespace or container cannot change; set it on the host"
+                if scope != "netns"
+                else "not writable here: /proc/sys is read-only, or not running as root"
+            )
             states.append(KeyState(key, want, value.text, READ_ONLY, scope, note))
         else:
             states.append(KeyState(key, want, value.text, DIFFERS, scope))
@@ -119,8 +143,12 @@ def order_changes(changes: list[Change]) -> list[Change]:
 
 def without(plan_: Plan, keys: set[str]) -> Plan:
     """The plan minus some keys (those skipped under --skip-missing / --skip-readonly)."""
-    return Plan(plan_.profile, plan_.fingerprint, tuple(k for k in plan_.keys if k.key not in keys),
-                tuple(c for c in plan_.changes if c.key not in keys))
+    return Plan(
+        plan_.profile,
+        plan_.fingerprint,
+        tuple(k for k in plan_.keys if k.key not in keys),
+        tuple(c for c in plan_.changes if c.key not in keys),
+    )
 
 
 # ---- persistence drift: what would be in force after a reboot -------------------------------------------------
@@ -146,14 +174,23 @@ class BootState(NamedTuple):
         return bool(self.shadowed)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"key": self.key, "desired": self.desired, "value": self.value,
-                "file": self.source.file if self.source else None,
-                "line": self.source.line if self.source else None, "status": self.status,
-                "overrides": [{"file": e.file, "line": e.line, "value": e.value} for e in self.shadowed]}
+        return {
+            "key": self.key,
+            "desired": self.desired,
+            "value": self.value,
+            "file": self.source.file if self.source else None,
+            "line": self.source.line if self.source else None,
+            "status": self.status,
+            "overrides": [{"file": e.file, "line": e.line, "value": e.value} for e in self.shadowed],
+        }
 
 
-def boot_states(desired: Mapping[str, str], boot: Mapping[str, BootValue], own_file: str | None,
-                defaults: Mapping[str, str] | None = None) -> list[BootState]:
+def boot_states(
+    desired: Mapping[str, str],
+    boot: Mapping[str, BootValue],
+    own_file: str | None,
+    defaults: Mapping[str, str] | None = None,
+) -> list[BootState]:
     """Per desired key: the boot-time value and, when tcptune's own file is overridden, by which file and line.
 
     A key no file sets gets the kernel's default at boot: not drift when that default (from the catalog, where it
@@ -207,13 +244,22 @@ class Drift(NamedTuple):
             keys.append(row)
         counts = self.plan.counts()
         return {
-            "profile": self.plan.profile, "fingerprint": self.plan.fingerprint, "keys": keys,
-            "summary": {"keys": len(self.plan.keys), "ok": counts[OK], "differs": counts[DIFFERS],
-                        "missing": counts[MISSING], "read_only": counts[READ_ONLY],
-                        "unreadable": counts[UNREADABLE],
-                        "boot_differs": sum(b.status == BOOT_DIFFERS for b in self.boot),
-                        "boot_not_persisted": sum(b.status == BOOT_NOT_PERSISTED for b in self.boot),
-                        "boot_kernel_default": sum(b.status == BOOT_DEFAULT for b in self.boot),
-                        "boot_overridden": sum(b.overridden for b in self.boot),
-                        "live_drift": self.live_drift, "boot_drift": self.boot_drift, "drift": self.drift},
+            "profile": self.plan.profile,
+            "fingerprint": self.plan.fingerprint,
+            "keys": keys,
+            "summary": {
+                "keys": len(self.plan.keys),
+                "ok": counts[OK],
+                "differs": counts[DIFFERS],
+                "missing": counts[MISSING],
+                "read_only": counts[READ_ONLY],
+                "unreadable": counts[UNREADABLE],
+                "boot_differs": sum(b.status == BOOT_DIFFERS for b in self.boot),
+                "boot_not_persisted": sum(b.status == BOOT_NOT_PERSISTED for b in self.boot),
+                "boot_kernel_default": sum(b.status == BOOT_DEFAULT for b in self.boot),
+                "boot_overridden": sum(b.overridden for b in self.boot),
+                "live_drift": self.live_drift,
+                "boot_drift": self.boot_drift,
+                "drift": self.drift,
+            },
         }

@@ -43,9 +43,16 @@ class Profile:
     loading found without having to stop; validation reports them with its own.
     """
 
-    def __init__(self, name: str, description: str, path: Path | None, extends: tuple[str, ...],
-                 settings: dict[str, Setting], chain: tuple[str, ...] = (),
-                 problems: list[Diagnostic] | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        path: Path | None,
+        extends: tuple[str, ...],
+        settings: dict[str, Setting],
+        chain: tuple[str, ...] = (),
+        problems: list[Diagnostic] | None = None,
+    ) -> None:
         self.name, self.description, self.path, self.extends = name, description, path, extends
         self.settings, self.chain = settings, chain
         self.problems: list[Diagnostic] = problems if problems is not None else []
@@ -88,14 +95,21 @@ class _StrictComposer:
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
-            raise _Reject("YAML aliases (*name) are not allowed in profiles", event.start_mark,
-                          "write the value out in full")
+            raise _Reject(
+                "YAML aliases (*name) are not allowed in profiles", event.start_mark, "write the value out in full"
+            )
         if getattr(event, "anchor", None):
-            raise _Reject("YAML anchors (&name) are not allowed in profiles", event.start_mark,
-                          "use 'extends' to share settings between profiles")
+            raise _Reject(
+                "YAML anchors (&name) are not allowed in profiles",
+                event.start_mark,
+                "use 'extends' to share settings between profiles",
+            )
         if getattr(event, "tag", None) is not None:
-            raise _Reject(f"YAML tags ({event.tag}) are not allowed in profiles", event.start_mark,  # type: ignore[attr-defined]
-                          "write plain values")
+            raise _Reject(
+                f"YAML tags ({event.tag}) are not allowed in profiles",
+                event.start_mark,  # type: ignore[attr-defined]
+                "write plain values",
+            )
         return super().compose_node(parent, index)  # type: ignore[misc]
 
 
@@ -112,12 +126,18 @@ _CoreSchema.yaml_implicit_resolvers = {}
 for _tag, _pattern, _first in (
     ("bool", r"true|True|TRUE|false|False|FALSE", "tTfF"),
     ("int", r"[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+", "-+0123456789"),
-    ("float", r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
-     "-+.0123456789"),
+    (
+        "float",
+        r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)",
+        "-+.0123456789",
+    ),
     ("null", r"~|null|Null|NULL|", "~nN"),
 ):
-    _CoreSchema.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(rf"\A(?:{_pattern})\Z"),
-                                      [*_first, ""] if _tag == "null" else list(_first))
+    _CoreSchema.add_implicit_resolver(
+        f"tag:yaml.org,2002:{_tag}",
+        re.compile(rf"\A(?:{_pattern})\Z"),
+        [*_first, ""] if _tag == "null" else list(_first),
+    )
 
 
 def _construct_int(loader: Any, node: yaml.ScalarNode) -> int:
@@ -140,8 +160,13 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 if yaml.__with_libyaml__:
 
-    class _StrictCLoader(_StrictComposer, yaml.composer.Composer, yaml.cyaml.CParser,  # type: ignore[misc]
-                         yaml.constructor.SafeConstructor, yaml.resolver.Resolver):
+    class _StrictCLoader(
+        _StrictComposer,
+        yaml.composer.Composer,
+        yaml.cyaml.CParser,  # type: ignore[misc]
+        yaml.constructor.SafeConstructor,
+        yaml.resolver.Resolver,
+    ):
         """libyaml scans and parses (ten times faster); composition stays in Python so the checks above apply."""
 
         yaml_implicit_resolvers = _CoreSchema.yaml_implicit_resolvers
@@ -256,8 +281,7 @@ def _read_document(path: Path) -> _Document:
     if root is None:
         raise fail("profile is empty", hint="a mapping with 'settings:' and optional name, description, extends")
     if not isinstance(root, yaml.MappingNode):
-        raise fail("a profile must be a mapping", root.start_mark,
-                   "top-level fields: " + ", ".join(FIELDS))
+        raise fail("a profile must be a mapping", root.start_mark, "top-level fields: " + ", ".join(FIELDS))
 
     problems: list[Diagnostic] = []
     doc = _Document(path, path.stem, problems)
@@ -293,8 +317,11 @@ def _read_document(path: Path) -> _Document:
                 continue
             if field_name == "name":
                 if not PROFILE_NAME.match(value):
-                    err(f"profile name {value!r} is not a plain name", value_node.start_mark,
-                        hint="letters, digits, '-', '_', '.'; it becomes a file and role name")
+                    err(
+                        f"profile name {value!r} is not a plain name",
+                        value_node.start_mark,
+                        hint="letters, digits, '-', '_', '.'; it becomes a file and role name",
+                    )
                     continue
                 doc.name = value
             else:
@@ -309,8 +336,11 @@ def _read_document(path: Path) -> _Document:
         else:
             settings_node = value_node
     if "name" not in seen_fields and not PROFILE_NAME.match(doc.name):
-        err(f"the file name gives the profile name {doc.name!r}, which is not a plain name", root.start_mark,
-            hint="add a 'name:' field (letters, digits, '-', '_', '.'), or rename the file")
+        err(
+            f"the file name gives the profile name {doc.name!r}, which is not a plain name",
+            root.start_mark,
+            hint="add a 'name:' field (letters, digits, '-', '_', '.'), or rename the file",
+        )
         doc.name = "unnamed"
     if settings_node is not None:  # after the loop, so that origins carry the final profile name
         _read_settings(settings_node, doc, loader, err)
@@ -333,14 +363,21 @@ def _read_settings(node: yaml.Node, doc: _Document, loader: Any, err: Any) -> No
             continue
         written = key_node.value
         if not KEY_NAME.match(written):
-            err(f"{written!r} is not a sysctl key name", key_node.start_mark,
-                hint="dotted identifiers such as net.ipv4.tcp_fin_timeout")
+            err(
+                f"{written!r} is not a sysctl key name",
+                key_node.start_mark,
+                hint="dotted identifiers such as net.ipv4.tcp_fin_timeout",
+            )
             continue
         key = catalog.canonical_name(written) or written.replace("/", ".")
         if key in seen:
             first = seen[key]
-            err("duplicate key", key_node.start_mark, key=key,
-                hint=f"first set at line {first.line + 1}; YAML would silently keep only the last")
+            err(
+                "duplicate key",
+                key_node.start_mark,
+                key=key,
+                hint=f"first set at line {first.line + 1}; YAML would silently keep only the last",
+            )
             continue
         seen[key] = key_node.start_mark
         if isinstance(value_node, yaml.MappingNode):
@@ -368,8 +405,9 @@ def load_profile(ref: str | Path) -> Profile:
         close = _close_matches(str(ref), names)
         if close:
             hint = f"did you mean '{close[0]}'? ({hint})"
-        raise ProfileError([Diagnostic("error", Location(str(ref)), "no such profile file or built-in profile",
-                                       hint=hint)])
+        raise ProfileError(
+            [Diagnostic("error", Location(str(ref)), "no such profile file or built-in profile", hint=hint)]
+        )
     cache: dict[Path, _Document] = {}
     doc = _cached(path, cache)
     problems = list(doc.problems)
@@ -393,21 +431,30 @@ def _cached(path: Path, cache: dict[Path, _Document]) -> _Document:
     return cache[key]
 
 
-def _merge(doc: _Document, stack: list[Path], cache: dict[Path, _Document], problems: list[Diagnostic],
-           chain: list[str]) -> dict[str, Setting]:
+def _merge(
+    doc: _Document, stack: list[Path], cache: dict[Path, _Document], problems: list[Diagnostic], chain: list[str]
+) -> dict[str, Setting]:
     merged: dict[str, Setting] = {}
     for ref, where in doc.extends:
         names = " -> ".join(cache[p].name if p in cache else p.stem for p in stack)
         parent_path = find_profile(ref, relative_to=doc.path.parent)
         if parent_path is None:
-            problems.append(Diagnostic("error", where, f"extends '{ref}', which does not exist",
-                                       key="extends", hint=f"chain: {names} -> {ref}"))
+            problems.append(
+                Diagnostic(
+                    "error",
+                    where,
+                    f"extends '{ref}', which does not exist",
+                    key="extends",
+                    hint=f"chain: {names} -> {ref}",
+                )
+            )
             continue
         resolved = parent_path.resolve()
         if resolved in stack:
             again = cache[resolved].name if resolved in cache else ref
-            problems.append(Diagnostic("error", where, "extends cycle", key="extends",
-                                       hint=f"chain: {names} -> {again}"))
+            problems.append(
+                Diagnostic("error", where, "extends cycle", key="extends", hint=f"chain: {names} -> {again}")
+            )
             continue
         try:
             parent = _cached(parent_path, cache)

@@ -38,21 +38,28 @@ def key_schema(key: catalog.Key) -> dict[str, Any]:
             schema["enum"] += [True, False]
     elif key.shape in ("triple", "pair"):
         element = _number(key)
-        schema = {"anyOf": [
-            {"type": "array", "items": element, "minItems": key.arity, "maxItems": key.arity},
-            {"type": "string", "pattern": r"^\s*" + r"\s+".join([r"\S+"] * key.arity) + r"\s*$"},
-        ]}
+        schema = {
+            "anyOf": [
+                {"type": "array", "items": element, "minItems": key.arity, "maxItems": key.arity},
+                {"type": "string", "pattern": r"^\s*" + r"\s+".join([r"\S+"] * key.arity) + r"\s*$"},
+            ]
+        }
     elif key.shape == "string":
         schema = {"type": "string", "pattern": r"^[A-Za-z0-9_.+-]+$"}
         if key.choices:
-            schema = {"enum": list(key.choices)} if not key.open_choices else {
-                "anyOf": [{"enum": list(key.choices)}, schema]}
+            schema = (
+                {"enum": list(key.choices)}
+                if not key.open_choices
+                else {"anyOf": [{"enum": list(key.choices)}, schema]}
+            )
     elif key.shape == "portlist":
-        schema = {"anyOf": [
-            {"type": "string", "pattern": r"^(\d+(-\d+)?(,\d+(-\d+)?)*)?$"},
-            {"type": "integer", "minimum": 1, "maximum": 65535},
-            {"type": "array", "items": {"type": ["integer", "string"]}},
-        ]}
+        schema = {
+            "anyOf": [
+                {"type": "string", "pattern": r"^(\d+(-\d+)?(,\d+(-\d+)?)*)?$"},
+                {"type": "integer", "minimum": 1, "maximum": 65535},
+                {"type": "array", "items": {"type": ["integer", "string"]}},
+            ]
+        }
     else:
         schema = _number(key)
     schema["description"] = description
@@ -70,8 +77,12 @@ def profile_schema() -> dict[str, Any]:
             alias = dict(settings[key.name])
             alias["description"] = f"Short for {key.name}. " + alias["description"]
             settings.setdefault(key.short_name, alias)
-    ref = {"anyOf": [{"type": "string", "pattern": r"^\S+$"},
-                     {"type": "array", "items": {"type": "string", "pattern": r"^\S+$"}}]}
+    ref = {
+        "anyOf": [
+            {"type": "string", "pattern": r"^\S+$"},
+            {"type": "array", "items": {"type": "string", "pattern": r"^\S+$"}},
+        ]
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://tcptune.invalid/profile.schema.json",
@@ -79,12 +90,19 @@ def profile_schema() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "name": {"type": "string", "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
-                     "description": "Profile name; defaults to the file name without .yaml."},
+            "name": {
+                "type": "string",
+                "pattern": r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+                "description": "Profile name; defaults to the file name without .yaml.",
+            },
             "description": {"type": "string", "description": "What the profile is for."},
             "extends": {**ref, "description": "Parent profile name(s) or path(s); later entries and the child win."},
-            "settings": {"type": "object", "additionalProperties": False, "properties": settings,
-                         "description": "sysctl keys (full dotted names) and their values."},
+            "settings": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": settings,
+                "description": "sysctl keys (full dotted names) and their values.",
+            },
         },
         "required": [],
     }

@@ -35,8 +35,19 @@ IPPROTO_TCP = _socket.IPPROTO_TCP
 # ---- TCP states, as numbered by the kernel (include/net/tcp_states.h) ------------------------------------------
 
 TCP_STATES: tuple[str, ...] = (
-    "", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT1", "FIN_WAIT2", "TIME_WAIT", "CLOSE", "CLOSE_WAIT",
-    "LAST_ACK", "LISTEN", "CLOSING", "NEW_SYN_RECV",
+    "",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT1",
+    "FIN_WAIT2",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "CLOSING",
+    "NEW_SYN_RECV",
 )
 """Index = state number. The kernel reports half-open request sockets (NEW_SYN_RECV inside) as SYN_RECV."""
 STATE_NAMES: tuple[str, ...] = TCP_STATES[1:]
@@ -57,30 +68,33 @@ NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLMSG_ERROR, NLMSG_DONE = 2, 3
 NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
-_NLMSGHDR = struct.Struct("=IHHII")               # len, type, flags, seq, pid
-_REQ_V2 = struct.Struct("=BBBxI48x")               # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
-_HDR = struct.Struct("=IH")                        # nlmsg_len, nlmsg_type in host order, to step through a batch
-_MSG_SIZE = 16 + 72                                # nlmsghdr + inet_diag_msg; attributes may follow
+_NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, pid
+_REQ_V2 = struct.Struct("=BBBxI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states, sockid
+_HDR = struct.Struct("=IH")  # nlmsg_len, nlmsg_type in host order, to step through a batch
+_MSG_SIZE = 16 + 72  # nlmsghdr + inet_diag_msg; attributes may follow
 # One record as the batch parsers want it: (state, sport, dport, src, dst, inode), skipping the 16-byte header.
 # Big-endian, because ports are; inode is host-order and comes out byte-swapped, which is fine: it is only tested
 # for zero. IPv4 addresses are the first 4 bytes of src/dst.
 _FIELDS = {AF_INET: ">16xxB2xHHI12xI12x28xI", AF_INET6: ">16xxB2xHH16s16s28xI"}
 _RECORD = {family: struct.Struct(fmt) for family, fmt in _FIELDS.items()}
-_QUEUES = struct.Struct("=II")                     # rqueue, wqueue: for a listener, accept queue length and backlog
+_QUEUES = struct.Struct("=II")  # rqueue, wqueue: for a listener, accept queue length and backlog
 _INODE = struct.Struct("=I")
 _MSG_QUEUES_AT = 16 + 56
 _MSG_INODE_AT = 16 + 68
 RECV_BUFFER = 1 << 20
-STATE, SPORT, DPORT, SRC, DST, INODE = range(6)   # positions in a record tuple
+STATE, SPORT, DPORT, SRC, DST, INODE = range(6)  # positions in a record tuple
 
 # The non-listening states, split in two requests so that each one's records (nearly) all have one size: timewait
 # sockets (TIME_WAIT, and orphaned FIN_WAIT2 kept as timewait) and request sockets (SYN_RECV) carry no attributes;
 # full sockets all carry the same ones. Only full sockets in FIN_WAIT2 mix in, and take the per-record path.
 # Each request is one walk of the kernel's connection hash table, so fewer is faster.
-_MASK = {name: sum(1 << n for n in states) for name, states in {
-    "bare": (TIME_WAIT, FIN_WAIT2, SYN_RECV, NEW_SYN_RECV),
-    "full": (ESTABLISHED, SYN_SENT, FIN_WAIT1, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING),
-}.items()}
+_MASK = {
+    name: sum(1 << n for n in states)
+    for name, states in {
+        "bare": (TIME_WAIT, FIN_WAIT2, SYN_RECV, NEW_SYN_RECV),
+        "full": (ESTABLISHED, SYN_SENT, FIN_WAIT1, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING),
+    }.items()
+}
 
 
 class SourceUnavailable(Exception):
@@ -199,7 +213,7 @@ class _Tally:
             table = bytearray(65536)
             low, high = max(self.low, 0), min(self.high, 65535)
             if low <= high:
-                table[low:high + 1] = b"\x01" * (high - low + 1)
+                table[low : high + 1] = b"\x01" * (high - low + 1)
             for port in self.listen_ports:
                 table[port] = 0
             self._table = bytes(table)
@@ -284,8 +298,10 @@ def _end(buf: bytes | bytearray | memoryview, offset: int, mtype: int) -> None:
     if code < 0:
         code = -code
         name = errno.errorcode.get(code, str(code))
-        raise SourceUnavailable(f"the kernel answered {os.strerror(code).lower()} ({name})"
-                                + (" to the TCP dump request" if mtype == NLMSG_ERROR else ""))
+        raise SourceUnavailable(
+            f"the kernel answered {os.strerror(code).lower()} ({name})"
+            + (" to the TCP dump request" if mtype == NLMSG_ERROR else "")
+        )
 
 
 _uniform_structs: dict[tuple[int, int], tuple[struct.Struct, bytes]] = {}
@@ -318,7 +334,7 @@ def parse_batch(buf: bytes | bytearray, size: int, family: int, rows: list[tuple
             step = whole.size
             count = size // step
             end = count * step
-            if all(buf[i:end:step] == head[i:i + 1] * count for i in range(len(head))):
+            if all(buf[i:end:step] == head[i : i + 1] * count for i in range(len(head))):
                 rows.extend(whole.iter_unpack(memoryview(buf)[:end]))
                 offset = end
     record = _RECORD[family].unpack_from
@@ -404,8 +420,9 @@ def _listeners(sock: _socket.socket, tally: _Tally, buf: bytearray, seq: int) ->
     return seq
 
 
-def _netlink_inodes(state: int, keys: set[int], ephemeral: tuple[int, int], listen_ports: set[int],
-                    limit: int) -> dict[int, list[int]]:
+def _netlink_inodes(
+    state: int, keys: set[int], ephemeral: tuple[int, int], listen_ports: set[int], limit: int
+) -> dict[int, list[int]]:
     """Inodes of sockets in ``state`` whose port key is in ``keys`` (at most ``limit`` per key)."""
     found: dict[int, list[int]] = {key: [] for key in keys}
     buf = bytearray(RECV_BUFFER)
@@ -414,7 +431,7 @@ def _netlink_inodes(state: int, keys: set[int], ephemeral: tuple[int, int], list
         for seq, family in enumerate((AF_INET, AF_INET6), start=1):
             record = _RECORD[family].unpack_from
             for offset in _each_record(sock, family, 1 << state, seq, buf):
-                sport, dport = record(buf, offset)[SPORT:DPORT + 1]
+                sport, dport = record(buf, offset)[SPORT : DPORT + 1]
                 inodes = found.get(_service_key(sport, dport, ephemeral, listen_ports))
                 (inode,) = _INODE.unpack_from(buf, offset + _MSG_INODE_AT)
                 if inodes is not None and inode and len(inodes) < limit:
@@ -479,8 +496,9 @@ def read_proc(proc_net: str, ephemeral: tuple[int, int]) -> SocketCounts:
     return tally.counts()
 
 
-def _proc_inodes(proc_net: str, state: int, keys: set[int], ephemeral: tuple[int, int], listen_ports: set[int],
-                 limit: int) -> dict[int, list[int]]:
+def _proc_inodes(
+    proc_net: str, state: int, keys: set[int], ephemeral: tuple[int, int], listen_ports: set[int], limit: int
+) -> dict[int, list[int]]:
     found: dict[int, list[int]] = {key: [] for key in keys}
     for name in ("tcp", "tcp6"):
         try:
@@ -717,11 +735,14 @@ def read_sysctls(proc_root: str, keys: Iterable[str] = SYSCTL_KEYS) -> dict[str,
     if not proc_root:
         raise UsageError("--proc-root must not be empty (the default is /proc/sys)")
     if not os.path.isdir(proc_root):
-        raise LiveStateError(f"--proc-root {proc_root}: "
-                             + ("not a directory" if os.path.exists(proc_root) else "no such directory"))
+        raise LiveStateError(
+            f"--proc-root {proc_root}: " + ("not a directory" if os.path.exists(proc_root) else "no such directory")
+        )
     values = ProcSys(proc_root).read_many(keys)
-    return {key: (" ".join(value.text.split()) if value.status == "ok" and value.text is not None else None)
-            for key, value in values.items()}
+    return {
+        key: (" ".join(value.text.split()) if value.status == "ok" and value.text is not None else None)
+        for key, value in values.items()
+    }
 
 
 def count_sockets(source: str, proc_net: str, ephemeral: tuple[int, int]) -> tuple[SocketCounts, str, str | None]:
@@ -741,9 +762,16 @@ def count_sockets(source: str, proc_net: str, ephemeral: tuple[int, int]) -> tup
         return read_proc(proc_net, ephemeral), "proc", str(exc)
 
 
-def take_evidence(*, proc_root: str = "/proc/sys", proc_net: str = DEFAULT_PROC_NET, proc: str = DEFAULT_PROC,
-                  source: str = "auto", previous: Evidence | None = None,
-                  owners_min_close_wait: int | None = None, owners_top: int = 3) -> Evidence:
+def take_evidence(
+    *,
+    proc_root: str = "/proc/sys",
+    proc_net: str = DEFAULT_PROC_NET,
+    proc: str = DEFAULT_PROC,
+    source: str = "auto",
+    previous: Evidence | None = None,
+    owners_min_close_wait: int | None = None,
+    owners_top: int = 3,
+) -> Evidence:
     """Read sysctls, sockets, sockstat and counters once.
 
     ``previous`` (an earlier snapshot) fills ``deltas``. ``owners_min_close_wait`` looks up the processes holding
@@ -754,8 +782,16 @@ def take_evidence(*, proc_root: str = "/proc/sys", proc_net: str = DEFAULT_PROC_
     ephemeral = evidence.port_range
     counts, used, note = count_sockets(source, proc_net, ephemeral)
     counters = read_counters(proc_net)
-    evidence = replace(evidence, counts=counts, sockstat=read_sockstat(proc_net), counters=counters, source=used,
-                       source_note=note, netns=_netns_id(), taken_at=time.time())
+    evidence = replace(
+        evidence,
+        counts=counts,
+        sockstat=read_sockstat(proc_net),
+        counters=counters,
+        source=used,
+        source_note=note,
+        netns=_netns_id(),
+        taken_at=time.time(),
+    )
     if previous is not None:
         evidence.deltas = {name: value - previous.counters.get(name, value) for name, value in counters.items()}
         evidence.window = evidence.taken_at - previous.taken_at
@@ -764,15 +800,23 @@ def take_evidence(*, proc_root: str = "/proc/sys", proc_net: str = DEFAULT_PROC_
     return evidence
 
 
-def lookup_owners(evidence: Evidence, state: int, minimum: int, top: int, proc_net: str = DEFAULT_PROC_NET,
-                  proc: str = DEFAULT_PROC, per_port: int = 256) -> dict[int, list[Owner]]:
+def lookup_owners(
+    evidence: Evidence,
+    state: int,
+    minimum: int,
+    top: int,
+    proc_net: str = DEFAULT_PROC_NET,
+    proc: str = DEFAULT_PROC,
+    per_port: int = 256,
+) -> dict[int, list[Owner]]:
     """Processes holding ``state`` sockets on the ``top`` port keys having at least ``minimum`` of them.
 
     Bounded on purpose: one extra dump of that state only, at most ``per_port`` inodes per port, then one pass
     over /proc/*/fd that stops when every inode is found.
     """
-    rows = sorted(((row[state], key) for key, row in evidence.counts.ports.items() if row[state] >= minimum),
-                  reverse=True)[:top]
+    rows = sorted(
+        ((row[state], key) for key, row in evidence.counts.ports.items() if row[state] >= minimum), reverse=True
+    )[:top]
     keys = {key for _count, key in rows}
     if not keys:
         return {}
@@ -835,8 +879,12 @@ def status_dict(evidence: Evidence, *, top: int = 10, ports: Iterable[int] = ())
         "total": counts.total,
         "states": {name: counts.states[n] for n, name in enumerate(TCP_STATES) if name},
         "by_port": [
-            {"port": key & 0xFFFF, "direction": "out" if key & OUT else "in", "total": sum(row),
-             "states": _nonzero(row)}
+            {
+                "port": key & 0xFFFF,
+                "direction": "out" if key & OUT else "in",
+                "total": sum(row),
+                "states": _nonzero(row),
+            }
             for key, row in port_rows[:top]
         ],
         "by_remote": [
@@ -844,23 +892,37 @@ def status_dict(evidence: Evidence, *, top: int = 10, ports: Iterable[int] = ())
             for address, row in remote_rows
         ],
         "endpoints": [
-            {"local_address": format_address(local), "remote_address": format_address(remote), "remote_port": rport,
-             "in_use": sum(row), "time_wait": row[TIME_WAIT], "established": row[ESTABLISHED],
-             "capacity": capacity, "percent": ratio(sum(row), capacity)}
+            {
+                "local_address": format_address(local),
+                "remote_address": format_address(remote),
+                "remote_port": rport,
+                "in_use": sum(row),
+                "time_wait": row[TIME_WAIT],
+                "established": row[ESTABLISHED],
+                "capacity": capacity,
+                "percent": ratio(sum(row), capacity),
+            }
             for (local, remote, rport), row in endpoint_rows
         ],
         "listeners": [
             {"address": item.address, "port": item.port, "queue": item.queue, "backlog": item.backlog}
             for item in sorted(counts.listeners, key=_fullest)[:top]
         ],
-        "orphans": {"count": orphans, "max": max_orphans, "percent": ratio(orphans, max_orphans),
-                    "fin_wait2_orphans": counts.fin_wait2_orphans},
+        "orphans": {
+            "count": orphans,
+            "max": max_orphans,
+            "percent": ratio(orphans, max_orphans),
+            "fin_wait2_orphans": counts.fin_wait2_orphans,
+        },
         "time_wait": {"count": tw, "max": max_tw, "percent": ratio(tw, max_tw)},
         "port_range": {"low": low, "high": high, "size": capacity},
         "sockstat": dict(evidence.sockstat),
         "counters": {name: evidence.counters[name] for name, _ in COUNTERS if name in evidence.counters},
-        "counter_deltas": (None if evidence.deltas is None else
-                           {name: evidence.deltas.get(name, 0) for name, _ in COUNTERS if name in evidence.counters}),
+        "counter_deltas": (
+            None
+            if evidence.deltas is None
+            else {name: evidence.deltas.get(name, 0) for name, _ in COUNTERS if name in evidence.counters}
+        ),
         "window_seconds": None if evidence.window is None else round(evidence.window, 3),
         "sysctls": dict(evidence.sysctls),
     }
@@ -873,5 +935,14 @@ def _fullest(item: Listener) -> tuple[float, int, str]:
 
 
 def owners_dict(owners: Mapping[int, list[Owner]]) -> list[dict[str, Any]]:
-    return [{"port": key & 0xFFFF, "direction": "out" if key & OUT else "in", "pid": owner.pid, "name": owner.name,
-             "sockets": owner.sockets} for key, group in owners.items() for owner in group]
+    return [
+        {
+            "port": key & 0xFFFF,
+            "direction": "out" if key & OUT else "in",
+            "pid": owner.pid,
+            "name": owner.name,
+            "sockets": owner.sockets,
+        }
+        for key, group in owners.items()
+        for owner in group
+    ]

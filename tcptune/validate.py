@@ -54,14 +54,24 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
             add(_unknown_key(setting))
             continue
         if key.removed:
-            add(Diagnostic("error", setting.location,
-                           f"removed from the kernel in {key.removed}", key=key.name, hint=key.removed_reason))
+            add(
+                Diagnostic(
+                    "error",
+                    setting.location,
+                    f"removed from the kernel in {key.removed}",
+                    key=key.name,
+                    hint=key.removed_reason,
+                )
+            )
             continue
         try:
             parsed = parse_value(setting.value, key.shape, key.unit, key.units_accepted)
         except ValueProblem as problem:
-            add(Diagnostic("error", setting.location, problem.message, key=key.name,
-                           hint=problem.hint or describe_valid(key)))
+            add(
+                Diagnostic(
+                    "error", setting.location, problem.message, key=key.name, hint=problem.hint or describe_valid(key)
+                )
+            )
             continue
         problems = list(_range_problems(key, parsed))
         for message, hint in problems:
@@ -71,8 +81,15 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
         verdict.parsed[key.name] = parsed
         verdict.values[key.name] = format_kernel(parsed)
         if key.shape == "string" and key.choices and key.open_choices and parsed not in key.choices:
-            add(Diagnostic("warning", setting.location, f"{parsed!r} is not one of the usual values", key=key.name,
-                           hint="usual: " + ", ".join(key.choices) + "; it must be available on the target kernel"))
+            add(
+                Diagnostic(
+                    "warning",
+                    setting.location,
+                    f"{parsed!r} is not one of the usual values",
+                    key=key.name,
+                    hint="usual: " + ", ".join(key.choices) + "; it must be available on the target kernel",
+                )
+            )
 
     for rule in RULES:
         verdict.diagnostics.extend(rule(verdict))
@@ -81,10 +98,15 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
         for key_name in verdict.values:
             key = catalog.get(key_name)
             if key and key.scope == "global":
-                add(Diagnostic("warning", profile.settings[key_name].location,
-                               "global key in a profile meant for containers", key=key_name,
-                               hint="it is read-only or absent inside a container's network namespace; "
-                                    "set it on the host"))
+                add(
+                    Diagnostic(
+                        "warning",
+                        profile.settings[key_name].location,
+                        "global key in a profile meant for containers",
+                        key=key_name,
+                        hint="it is read-only or absent inside a container's network namespace; set it on the host",
+                    )
+                )
     verdict.diagnostics.sort(key=lambda d: (d.location.file, d.location.line, d.location.column))
     return verdict
 
@@ -96,7 +118,7 @@ def describe_valid(key: catalog.Key) -> str:
     if key.shape == "string":
         return ("e.g. " if key.open_choices else "one of ") + ", ".join(key.choices) if key.choices else "a name"
     if key.shape == "portlist":
-        return "comma-separated ports or ranges, e.g. \"8080,9000-9100\", or \"\" for none"
+        return 'comma-separated ports or ranges, e.g. "8080,9000-9100", or "" for none'
     bounds = _bounds_text(key)
     if key.shape in ("triple", "pair"):
         names = "/".join(key.elements) if key.elements else f"{key.arity} numbers"
@@ -119,8 +141,13 @@ def _unknown_key(setting: Setting) -> Diagnostic:
     written = setting.written_as or setting.key
     options = catalog.ambiguous(written)
     if options:
-        return Diagnostic("error", setting.location, "ambiguous bare key name", key=written,
-                          hint="write the full name: " + " or ".join(options))
+        return Diagnostic(
+            "error",
+            setting.location,
+            "ambiguous bare key name",
+            key=written,
+            hint="write the full name: " + " or ".join(options),
+        )
     close = catalog.suggest(setting.key)
     hint = f"did you mean {' or '.join(close)}?" if close else "run 'tcptune explain --list' for the known keys"
     return Diagnostic("error", setting.location, "unknown sysctl key", key=written, hint=hint)
@@ -176,31 +203,46 @@ def _port_range_vs_unprivileged(verdict: Verdict) -> Iterable[Diagnostic]:
     floor = start[0] if start else UNPRIVILEGED_PORT_DEFAULT
     if ports[0] < floor:
         source = "as this profile sets it" if start else "the kernel default; set it lower in this profile if meant"
-        yield Diagnostic("error", _at(verdict, "net.ipv4.ip_local_port_range"),
-                         f"low port {ports[0]} is below net.ipv4.ip_unprivileged_port_start ({floor}, {source})",
-                         key="net.ipv4.ip_local_port_range",
-                         hint="the kernel rejects a range that overlaps privileged ports")
+        yield Diagnostic(
+            "error",
+            _at(verdict, "net.ipv4.ip_local_port_range"),
+            f"low port {ports[0]} is below net.ipv4.ip_unprivileged_port_start ({floor}, {source})",
+            key="net.ipv4.ip_local_port_range",
+            hint="the kernel rejects a range that overlaps privileged ports",
+        )
     elif ports[0] % 2 == ports[1] % 2:
-        yield Diagnostic("warning", _at(verdict, "net.ipv4.ip_local_port_range"),
-                         "low and high have the same parity", key="net.ipv4.ip_local_port_range",
-                         hint="the kernel's connect() port search works best with one even and one odd bound")
+        yield Diagnostic(
+            "warning",
+            _at(verdict, "net.ipv4.ip_local_port_range"),
+            "low and high have the same parity",
+            key="net.ipv4.ip_local_port_range",
+            hint="the kernel's connect() port search works best with one even and one odd bound",
+        )
 
 
 def _tw_reuse_needs_timestamps(verdict: Verdict) -> Iterable[Diagnostic]:
     reuse = _value(verdict, "net.ipv4.tcp_tw_reuse")
     stamps = _value(verdict, "net.ipv4.tcp_timestamps")
     if reuse and reuse[0] in (1, 2) and stamps and stamps[0] == 0:
-        yield Diagnostic("warning", _at(verdict, "net.ipv4.tcp_tw_reuse"),
-                         "has no effect with net.ipv4.tcp_timestamps = 0", key="net.ipv4.tcp_tw_reuse",
-                         hint="TIME_WAIT reuse is judged by TCP timestamps; enable them or drop tcp_tw_reuse")
+        yield Diagnostic(
+            "warning",
+            _at(verdict, "net.ipv4.tcp_tw_reuse"),
+            "has no effect with net.ipv4.tcp_timestamps = 0",
+            key="net.ipv4.tcp_tw_reuse",
+            hint="TIME_WAIT reuse is judged by TCP timestamps; enable them or drop tcp_tw_reuse",
+        )
 
 
 def _low_fin_timeout(verdict: Verdict) -> Iterable[Diagnostic]:
     fin = _value(verdict, "net.ipv4.tcp_fin_timeout")
     if fin and fin[0] < 10:
-        yield Diagnostic("warning", _at(verdict, "net.ipv4.tcp_fin_timeout"),
-                         f"{fin[0]} s is very low", key="net.ipv4.tcp_fin_timeout",
-                         hint="slow peers may be cut off while closing; it does not shorten TIME_WAIT (fixed 60 s)")
+        yield Diagnostic(
+            "warning",
+            _at(verdict, "net.ipv4.tcp_fin_timeout"),
+            f"{fin[0]} s is very low",
+            key="net.ipv4.tcp_fin_timeout",
+            hint="slow peers may be cut off while closing; it does not shorten TIME_WAIT (fixed 60 s)",
+        )
 
 
 def _buffer_max_vs_core(tcp_key: str, core_key: str) -> Rule:
@@ -213,10 +255,15 @@ def _buffer_max_vs_core(tcp_key: str, core_key: str) -> Rule:
         ceiling = core[0] if core else int(entry.default) if entry and entry.default else None
         if ceiling is not None and triple[2] > ceiling:
             origin = "set in this profile" if core else "kernel default"
-            yield Diagnostic("warning", _at(verdict, tcp_key),
-                             f"max {triple[2]} is above {core_key} ({ceiling}, {origin})", key=tcp_key,
-                             hint=f"autotuning may grow to it, but applications that set buffer sizes are capped "
-                                  f"at {core_key}; raise both if that was meant")
+            yield Diagnostic(
+                "warning",
+                _at(verdict, tcp_key),
+                f"max {triple[2]} is above {core_key} ({ceiling}, {origin})",
+                key=tcp_key,
+                hint=f"autotuning may grow to it, but applications that set buffer sizes are capped "
+                f"at {core_key}; raise both if that was meant",
+            )
+
     return rule
 
 
@@ -232,8 +279,13 @@ def _risky_disables(verdict: Verdict) -> Iterable[Diagnostic]:
     for name, why in _RISKY_OFF.items():
         value = _value(verdict, name)
         if value and value[0] == 0:
-            yield Diagnostic("warning", _at(verdict, name), f"turning this off {why}", key=name,
-                             hint="keep the kernel default unless you have measured a reason")
+            yield Diagnostic(
+                "warning",
+                _at(verdict, name),
+                f"turning this off {why}",
+                key=name,
+                hint="keep the kernel default unless you have measured a reason",
+            )
 
 
 RULES: tuple[Rule, ...] = (

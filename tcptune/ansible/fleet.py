@@ -56,9 +56,15 @@ class HostResult:
         return [k for k, v in sorted(self.keys.items()) if v.get("status") != "ok"]
 
     def as_dict(self) -> dict[str, Any]:
-        return {"host": self.host, "status": self.status, "changed_keys": self.changed_keys,
-                "file_changed": self.file_changed, "failed_keys": self.failed_keys, "message": self.message,
-                "keys": self.keys}
+        return {
+            "host": self.host,
+            "status": self.status,
+            "changed_keys": self.changed_keys,
+            "file_changed": self.file_changed,
+            "failed_keys": self.failed_keys,
+            "message": self.message,
+            "keys": self.keys,
+        }
 
 
 @dataclass
@@ -82,8 +88,13 @@ class FleetResult:
         return {s: sum(h.status == s for h in self.hosts) for s in HOST_STATUSES}
 
     def as_dict(self) -> dict[str, Any]:
-        return {"profile": self.profile, "check": self.check, "seconds": round(self.seconds, 2),
-                "summary": self.counts(), "hosts": {h.host: h.as_dict() for h in self.hosts}}
+        return {
+            "profile": self.profile,
+            "check": self.check,
+            "seconds": round(self.seconds, 2),
+            "summary": self.counts(),
+            "hosts": {h.host: h.as_dict() for h in self.hosts},
+        }
 
 
 # ---- inventory ---------------------------------------------------------------------------------------------------
@@ -112,9 +123,16 @@ def inventory_hosts(inventory: str, limit: str | None = None) -> list[str]:
 # ---- running -----------------------------------------------------------------------------------------------------
 
 
-def run_spec(spec: RoleSpec, inventory: str, *, limit: str | None = None, forks: int | None = None,
-             check: bool = False, on_start: Callable[[list[str]], None] | None = None,
-             on_host: Callable[[HostResult], None] | None = None) -> FleetResult:
+def run_spec(
+    spec: RoleSpec,
+    inventory: str,
+    *,
+    limit: str | None = None,
+    forks: int | None = None,
+    check: bool = False,
+    on_start: Callable[[list[str]], None] | None = None,
+    on_host: Callable[[HostResult], None] | None = None,
+) -> FleetResult:
     """Render ``spec`` into a private data dir and run it on the inventory; per-host results, never raises for a host.
 
     ``on_start(hosts)`` is called once with the hosts that will run, ``on_host(result)`` as each host finishes.
@@ -138,12 +156,20 @@ def run_spec(spec: RoleSpec, inventory: str, *, limit: str | None = None, forks:
 
 def _playbook(role: str, profile: str) -> str:
     """site.yml: the profile name is data in the play name (``!unsafe``: Ansible templates play names)."""
-    return "---\n" + yaml_document([{"name": unsafe(f"tcptune {profile}"), "hosts": "all", "gather_facts": False,
-                                     "roles": [{"role": role}]}])
+    return "---\n" + yaml_document(
+        [{"name": unsafe(f"tcptune {profile}"), "hosts": "all", "gather_facts": False, "roles": [{"role": role}]}]
+    )
 
 
-def _run(private: Path, inventory: str, *, limit: str | None, forks: int | None, check: bool,
-         on_host: Callable[[HostResult], None] | None) -> dict[str, HostResult]:
+def _run(
+    private: Path,
+    inventory: str,
+    *,
+    limit: str | None,
+    forks: int | None,
+    check: bool,
+    on_host: Callable[[HostResult], None] | None,
+) -> dict[str, HostResult]:
     import ansible_runner
 
     results: dict[str, HostResult] = {}
@@ -161,8 +187,7 @@ def _run(private: Path, inventory: str, *, limit: str | None, forks: int | None,
         if result is None:
             return True
         results[host] = result
-        if on_host and host not in announced and name in ("runner_on_ok", "runner_on_failed",
-                                                          "runner_on_unreachable"):
+        if on_host and host not in announced and name in ("runner_on_ok", "runner_on_failed", "runner_on_unreachable"):
             announced.add(host)
             on_host(result)
         return True
@@ -180,8 +205,16 @@ def _run(private: Path, inventory: str, *, limit: str | None, forks: int | None,
     cmdline = "--check" if check else None
     try:
         runner = ansible_runner.run(
-            private_data_dir=str(private), playbook="site.yml", inventory=inventory, limit=limit, forks=forks,
-            cmdline=cmdline, envvars=envvars, event_handler=handle, quiet=True, suppress_env_files=True,
+            private_data_dir=str(private),
+            playbook="site.yml",
+            inventory=inventory,
+            limit=limit,
+            forks=forks,
+            cmdline=cmdline,
+            envvars=envvars,
+            event_handler=handle,
+            quiet=True,
+            suppress_env_files=True,
         )
     except Exception as exc:  # ansible-runner reports configuration problems as assorted exceptions
         raise FleetError(f"could not start ansible-playbook: {exc}") from None
@@ -218,9 +251,15 @@ def _host_result(event: str, host: str, data: dict[str, Any], previous: HostResu
 
 
 def _from_module(host: str, res: dict[str, Any], status: str) -> HostResult:
-    return HostResult(host, status, changed_keys=list(res.get("changed_keys") or []),
-                      keys=dict(res.get("sysctls") or {}), failed_keys=dict(res.get("failed_keys") or {}),
-                      file_changed=bool(res.get("file_changed")), message=_one_line(res.get("msg") or ""))
+    return HostResult(
+        host,
+        status,
+        changed_keys=list(res.get("changed_keys") or []),
+        keys=dict(res.get("sysctls") or {}),
+        failed_keys=dict(res.get("failed_keys") or {}),
+        file_changed=bool(res.get("file_changed")),
+        message=_one_line(res.get("msg") or ""),
+    )
 
 
 def _one_line(text: object) -> str:
@@ -232,5 +271,9 @@ def _close_ssh_masters(control_dir: Path) -> None:
     with contextlib.suppress(OSError):
         for name in os.listdir(control_dir):
             with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={control_dir / name}", "tcptune"],
-                               capture_output=True, timeout=5, check=False)
+                subprocess.run(
+                    ["ssh", "-O", "exit", "-o", f"ControlPath={control_dir / name}", "tcptune"],
+                    capture_output=True,
+                    timeout=5,
+                    check=False,
+                )

@@ -88,9 +88,13 @@ class Fleet:
         raise KeyError(name)
 
     def host_vars(self, host: Host) -> dict[str, object]:
-        return {"ansible_host": host.address, "ansible_user": "root",
-                "ansible_ssh_private_key_file": self.key_file, "ansible_ssh_common_args": SSH_OPTIONS,
-                "ansible_python_interpreter": "/usr/bin/python3"}
+        return {
+            "ansible_host": host.address,
+            "ansible_user": "root",
+            "ansible_ssh_private_key_file": self.key_file,
+            "ansible_ssh_common_args": SSH_OPTIONS,
+            "ansible_python_interpreter": "/usr/bin/python3",
+        }
 
     def inventory(self, host_vars: dict[str, dict[str, object]] | None = None, group: str = "fleet") -> dict:
         """An Ansible YAML inventory (as data): every host in ``group``, optional extra per-host variables."""
@@ -105,8 +109,10 @@ class Fleet:
 
     def instance_config(self) -> list[dict[str, object]]:
         """Molecule's instance config (delegated driver): how to reach each platform."""
-        return [{"instance": h.name, "address": h.address, "user": "root", "port": 22,
-                 "identity_file": self.key_file} for h in self.hosts]
+        return [
+            {"instance": h.name, "address": h.address, "user": "root", "port": 22, "identity_file": self.key_file}
+            for h in self.hosts
+        ]
 
     def env(self) -> dict[str, str]:
         """Environment for Ansible against this fleet: its own SSH ControlPath directory (see FLEET-HARNESS)."""
@@ -174,8 +180,14 @@ class Fleet:
         self.down()
 
 
-def up(count: int = 3, *, names: list[str] | None = None, workdir: str | None = None,
-       state_file: str | None = None, timeout: float = 15.0) -> Fleet:
+def up(
+    count: int = 3,
+    *,
+    names: list[str] | None = None,
+    workdir: str | None = None,
+    state_file: str | None = None,
+    timeout: float = 15.0,
+) -> Fleet:
     """Bring up ``count`` hosts (or one per name); on any failure, tear down what was made and raise."""
     if os.geteuid() != 0:
         raise PermissionError("namespace hosts need root (network and mount namespaces)")
@@ -188,9 +200,16 @@ def up(count: int = 3, *, names: list[str] | None = None, workdir: str | None = 
     os.makedirs(workdir, mode=0o755, exist_ok=True)
     keys = os.path.join(workdir, "keys")
     os.makedirs(keys, mode=0o700, exist_ok=True)
-    fleet = Fleet(run_id=run_id, workdir=workdir, bridge=f"{PREFIX}b{run_id}", network=str(_free_network()),
-                  key_file=os.path.join(keys, "id"), control_dir=os.path.join(workdir, "cp"),
-                  state_file=state_file, owns_workdir=owns)
+    fleet = Fleet(
+        run_id=run_id,
+        workdir=workdir,
+        bridge=f"{PREFIX}b{run_id}",
+        network=str(_free_network()),
+        key_file=os.path.join(keys, "id"),
+        control_dir=os.path.join(workdir, "cp"),
+        state_file=state_file,
+        owns_workdir=owns,
+    )
     os.makedirs(fleet.control_dir, mode=0o700, exist_ok=True)
     fleet.save()
     try:
@@ -204,8 +223,20 @@ def up(count: int = 3, *, names: list[str] | None = None, workdir: str | None = 
 def _bring_up(fleet: Fleet, names: list[str], timeout: float) -> None:
     keys = os.path.dirname(fleet.key_file)
     for name in ("id", "hostkey"):
-        _run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"tcptune-{fleet.run_id}",
-              "-f", os.path.join(keys, name)])
+        _run(
+            [
+                "ssh-keygen",
+                "-q",
+                "-t",
+                "ed25519",
+                "-N",
+                "",
+                "-C",
+                f"tcptune-{fleet.run_id}",
+                "-f",
+                os.path.join(keys, name),
+            ]
+        )
     shutil.copyfile(fleet.key_file + ".pub", os.path.join(keys, "authorized_keys"))
     os.chmod(os.path.join(keys, "authorized_keys"), 0o600)
 
@@ -216,8 +247,13 @@ def _bring_up(fleet: Fleet, names: list[str], timeout: float) -> None:
     _run(["ip", "link", "set", fleet.bridge, "up"])
 
     for index, name in enumerate(names, start=1):
-        host = Host(name=name, netns=f"{PREFIX}{fleet.run_id}h{index}", address=str(network[10 + index]),
-                    veth=f"{PREFIX}{fleet.run_id}v{index}", directory=os.path.join(fleet.workdir, f"host{index}"))
+        host = Host(
+            name=name,
+            netns=f"{PREFIX}{fleet.run_id}h{index}",
+            address=str(network[10 + index]),
+            veth=f"{PREFIX}{fleet.run_id}v{index}",
+            directory=os.path.join(fleet.workdir, f"host{index}"),
+        )
         fleet.hosts.append(host)
         fleet.save()
         _start_host(fleet, host, network.prefixlen)
@@ -241,7 +277,8 @@ def _start_host(fleet: Fleet, host: Host, prefixlen: int) -> None:
             f"AuthorizedKeysFile {os.path.join(keys, 'authorized_keys')}\n"
             "PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
             "UsePAM no\nStrictModes no\nUseDNS no\nPidFile none\nPrintMotd no\nLogLevel ERROR\n"
-            "MaxStartups 200\nMaxSessions 100\nSubsystem sftp /usr/lib/openssh/sftp-server\n")
+            "MaxStartups 200\nMaxSessions 100\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
+        )
 
     _run(["ip", "netns", "add", host.netns])
     _run(["ip", "link", "add", host.veth, "type", "veth", "peer", "name", "eth0", "netns", host.netns])
@@ -253,9 +290,30 @@ def _start_host(fleet: Fleet, host: Host, prefixlen: int) -> None:
     try:
         # sshd -D stays in the foreground and every exec keeps the PID: the Popen PID *is* sshd's PID.
         process = subprocess.Popen(
-            ["ip", "netns", "exec", host.netns, "unshare", "--mount", "--uts", "--propagation", "private",
-             "sh", "-c", _HOST_SHELL, "sh", host.directory, host.name, SSHD],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, close_fds=True)
+            [
+                "ip",
+                "netns",
+                "exec",
+                host.netns,
+                "unshare",
+                "--mount",
+                "--uts",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                _HOST_SHELL,
+                "sh",
+                host.directory,
+                host.name,
+                SSHD,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+        )
     finally:
         log.close()
     host.pid = process.pid
@@ -288,7 +346,8 @@ def _free_network() -> ipaddress.IPv4Network:
             out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
             for entry in json.loads(out or "[]"):
                 candidates = [entry.get("dst")] + [
-                    f"{a['local']}/{a.get('prefixlen', 32)}" for a in entry.get("addr_info", [])]
+                    f"{a['local']}/{a.get('prefixlen', 32)}" for a in entry.get("addr_info", [])
+                ]
                 for dst in candidates:
                     with contextlib.suppress(ValueError, TypeError):
                         if dst and dst != "default":
@@ -343,8 +402,12 @@ def _close_ssh_masters(control_dir: str) -> None:
     """SSH ControlPersist masters outlive the run and would be reused for a new host at the same address."""
     with contextlib.suppress(OSError):
         for name in os.listdir(control_dir):
-            subprocess.run(["ssh", "-O", "exit", "-o", f"ControlPath={os.path.join(control_dir, name)}", "x"],
-                           capture_output=True, timeout=5, check=False)
+            subprocess.run(
+                ["ssh", "-O", "exit", "-o", f"ControlPath={os.path.join(control_dir, name)}", "x"],
+                capture_output=True,
+                timeout=5,
+                check=False,
+            )
 
 
 def _netns_exists(name: str) -> bool:

@@ -84,15 +84,22 @@ def _check_role_name(name: str) -> None:
 def spec_from_verdict(verdict: Any) -> RoleSpec:
     """A validated profile (tcptune.validate.Verdict without errors) -> the spec of its role."""
     profile = verdict.profile
-    return RoleSpec(role_name=role_name_for(profile.name), profile_name=profile.name,
-                    description=profile.description or f"tcptune profile {profile.name}",
-                    settings=dict(verdict.values), fingerprint=profile.fingerprint())
+    return RoleSpec(
+        role_name=role_name_for(profile.name),
+        profile_name=profile.name,
+        description=profile.description or f"tcptune profile {profile.name}",
+        settings=dict(verdict.values),
+        fingerprint=profile.fingerprint(),
+    )
 
 
 def generic_spec() -> RoleSpec:
-    return RoleSpec(role_name=GENERIC_ROLE, profile_name="ansible",
-                    description="Apply TCP sysctl settings given as data (tcptune_settings), in one pass per host",
-                    generic=True)
+    return RoleSpec(
+        role_name=GENERIC_ROLE,
+        profile_name="ansible",
+        description="Apply TCP sysctl settings given as data (tcptune_settings), in one pass per host",
+        generic=True,
+    )
 
 
 def render_role(spec: RoleSpec, out_dir: str | Path, *, molecule: bool = True) -> Path:
@@ -149,9 +156,9 @@ def key_option(key: catalog.Key) -> dict[str, Any]:
         option = {"type": "str"}
         if key.shape in ("triple", "pair"):
             names = " ".join(key.elements) if key.elements else " ".join(["N"] * key.arity)
-            description.append(f"{key.arity} numbers as the kernel prints them: \"{names}\".")
+            description.append(f'{key.arity} numbers as the kernel prints them: "{names}".')
         elif key.shape == "portlist":
-            description.append("Ports and ranges, e.g. \"8080,9000-9100\".")
+            description.append('Ports and ranges, e.g. "8080,9000-9100".')
         elif key.choices:
             description.append("Usually one of: " + ", ".join(key.choices) + ".")
     if key.minimum is not None or key.maximum is not None:
@@ -169,8 +176,10 @@ def settings_options() -> dict[str, Any]:
 
 def argument_specs(spec: RoleSpec) -> dict[str, Any]:
     p = spec.prefix
-    settings_doc = ("Sysctl keys (full dotted names) mapped to values in the kernel's text form; only keys tcptune's "
-                    "catalog knows are accepted.")
+    settings_doc = (
+        "Sysctl keys (full dotted names) mapped to values in the kernel's text form; only keys tcptune's "
+        "catalog knows are accepted."
+    )
     options: dict[str, Any] = {
         f"{p}_settings": {"type": "dict", "description": [settings_doc], "options": settings_options()},
     }
@@ -179,31 +188,59 @@ def argument_specs(spec: RoleSpec) -> dict[str, Any]:
     else:
         options[f"{p}_settings"]["description"].insert(0, f"The settings of profile {spec.profile_name}.")
         options[f"{p}_overrides"] = {
-            "type": "dict", "default": {}, "options": settings_options(),
-            "description": ["Per host or group: keys to set differently from the profile, merged over the settings."]}
+            "type": "dict",
+            "default": {},
+            "options": settings_options(),
+            "description": ["Per host or group: keys to set differently from the profile, merged over the settings."],
+        }
         options[f"{p}_fingerprint"] = {
-            "type": "str", "default": spec.fingerprint or "",
-            "description": ["Profile hash written into the persisted file's header (ignored when overrides are set)."]}
-    options.update({
-        f"{p}_persist": {"type": "bool", "default": True,
-                         "description": ["Write the sysctl.d file so the values survive a reboot."]},
-        f"{p}_sysctl_file": {"type": "path", "default": DEFAULT_SYSCTL_FILE,
-                             "description": ["The file tcptune owns; written atomically."]},
-        f"{p}_profile_name": {"type": "str", "default": spec.profile_name,
-                              "description": ["Name recorded in the persisted file's header."]},
-        f"{p}_verify": {"type": "bool", "default": False,
-                        "description": ["At the end of the play (after other roles' handlers), re-read the keys "
-                                        "in check mode and fail if anything changed them back."]},
-    })
-    return {"argument_specs": {"main": {
-        "short_description": f"Apply tcptune profile {spec.profile_name}" if not spec.generic
-        else "Apply TCP sysctl settings given as data",
-        "description": [spec.description,
-                        "One module run per host: read all keys, write only what differs, roll back that host if a "
-                        "write fails, persist the sysctl.d file atomically."],
-        "author": ["tcptune"],
-        "options": options,
-    }}}
+            "type": "str",
+            "default": spec.fingerprint or "",
+            "description": ["Profile hash written into the persisted file's header (ignored when overrides are set)."],
+        }
+    options.update(
+        {
+            f"{p}_persist": {
+                "type": "bool",
+                "default": True,
+                "description": ["Write the sysctl.d file so the values survive a reboot."],
+            },
+            f"{p}_sysctl_file": {
+                "type": "path",
+                "default": DEFAULT_SYSCTL_FILE,
+                "description": ["The file tcptune owns; written atomically."],
+            },
+            f"{p}_profile_name": {
+                "type": "str",
+                "default": spec.profile_name,
+                "description": ["Name recorded in the persisted file's header."],
+            },
+            f"{p}_verify": {
+                "type": "bool",
+                "default": False,
+                "description": [
+                    "At the end of the play (after other roles' handlers), re-read the keys "
+                    "in check mode and fail if anything changed them back."
+                ],
+            },
+        }
+    )
+    return {
+        "argument_specs": {
+            "main": {
+                "short_description": f"Apply tcptune profile {spec.profile_name}"
+                if not spec.generic
+                else "Apply TCP sysctl settings given as data",
+                "description": [
+                    spec.description,
+                    "One module run per host: read all keys, write only what differs, roll back that host if a "
+                    "write fails, persist the sysctl.d file atomically.",
+                ],
+                "author": ["tcptune"],
+                "options": options,
+            }
+        }
+    }
 
 
 def argument_specs_yaml(spec: RoleSpec) -> str:
@@ -286,8 +323,15 @@ _WIDTH = 1 << 30
 
 
 def _dump(data: Any) -> str:
-    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=_WIDTH,
-                     allow_unicode=True, explicit_start=False)
+    return yaml.dump(
+        data,
+        Dumper=_Dumper,
+        sort_keys=False,
+        default_flow_style=False,
+        width=_WIDTH,
+        allow_unicode=True,
+        explicit_start=False,
+    )
 
 
 def yaml_scalar(value: Any) -> str:
@@ -318,14 +362,24 @@ def _summary(name: str) -> str:
 
 def _context(spec: RoleSpec) -> dict[str, Any]:
     typed = _typed_settings(spec.settings)
-    netns = {k: v for k, v in typed.items()
-             if (key := catalog.get(k)) is not None and key.scope == "netns" and k not in _NOT_ON_NAMESPACE_HOSTS}
+    netns = {
+        k: v
+        for k, v in typed.items()
+        if (key := catalog.get(k)) is not None and key.scope == "netns" and k not in _NOT_ON_NAMESPACE_HOSTS
+    }
     drift_key, drift_value = _drift_case(netns)
     return {
-        "spec": spec, "p": spec.prefix, "role": spec.role_name, "settings": typed, "netns_settings": netns,
-        "left_out": sorted(set(typed) - set(netns)), "min_ansible_version": MIN_ANSIBLE_VERSION,
-        "sysctl_file": DEFAULT_SYSCTL_FILE, "molecule_hosts": MOLECULE_HOSTS,
-        "drift_key": drift_key, "drift_value": drift_value,
+        "spec": spec,
+        "p": spec.prefix,
+        "role": spec.role_name,
+        "settings": typed,
+        "netns_settings": netns,
+        "left_out": sorted(set(typed) - set(netns)),
+        "min_ansible_version": MIN_ANSIBLE_VERSION,
+        "sysctl_file": DEFAULT_SYSCTL_FILE,
+        "molecule_hosts": MOLECULE_HOSTS,
+        "drift_key": drift_key,
+        "drift_value": drift_value,
         "fingerprint": spec.fingerprint or hashlib.sha256(b"").hexdigest()[:12],
     }
 
@@ -350,11 +404,17 @@ def _environment() -> Any:
     # [[ ]] and [% %] for our templates, so that Ansible's own {{ }} in tasks pass through untouched.
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-        variable_start_string="[[", variable_end_string="]]",
-        block_start_string="[%", block_end_string="%]",
-        comment_start_string="[#", comment_end_string="#]",
-        keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True,
-        undefined=jinja2.StrictUndefined, autoescape=False,
+        variable_start_string="[[",
+        variable_end_string="]]",
+        block_start_string="[%",
+        block_end_string="%]",
+        comment_start_string="[#",
+        comment_end_string="#]",
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
     )
     env.filters["yaml"] = yaml_scalar
     env.filters["yaml_block"] = lambda data, indent=0: _indent(yaml_document(data) if data else "{}\n", indent)

@@ -24,8 +24,9 @@ def fleet() -> Iterator[nshosts.Fleet]:
 def host_read(fleet: nshosts.Fleet, name: str, key: str) -> str:
     """A key as host ``name`` sees it (inside its network namespace), whitespace folded."""
     path = "/proc/sys/" + key.replace(".", "/")
-    out = subprocess.run(["ip", "netns", "exec", fleet.host(name).netns, "cat", path],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        ["ip", "netns", "exec", fleet.host(name).netns, "cat", path], capture_output=True, text=True, check=True
+    ).stdout
     return " ".join(out.split())
 
 

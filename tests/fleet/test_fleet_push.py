@@ -29,13 +29,19 @@ settings:
   net.core.somaxconn: 2048
   net.ipv4.tcp_tw_reuse: 1
 """
-DESIRED = {"net.ipv4.tcp_fin_timeout": "17", "net.ipv4.tcp_keepalive_time": "600",
-           "net.ipv4.tcp_rmem": "4096 131072 4194304", "net.core.somaxconn": "2048", "net.ipv4.tcp_tw_reuse": "1"}
+DESIRED = {
+    "net.ipv4.tcp_fin_timeout": "17",
+    "net.ipv4.tcp_keepalive_time": "600",
+    "net.ipv4.tcp_rmem": "4096 131072 4194304",
+    "net.core.somaxconn": "2048",
+    "net.ipv4.tcp_tw_reuse": "1",
+}
 
 
 def tcptune(*args: str) -> tuple[int, dict]:
-    proc = subprocess.run([sys.executable, "-m", "tcptune", *args, "--format", "json"], capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tcptune", *args, "--format", "json"], capture_output=True, text=True, timeout=300
+    )
     try:
         data = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -48,16 +54,26 @@ def setup(fleet: nshosts.Fleet, tmp_path_factory: pytest.TempPathFactory) -> dic
     work = tmp_path_factory.mktemp("fleet")
     (work / "fleet-test.yaml").write_text(PROFILE)
     rmem_max = int(Path("/proc/sys/net/core/rmem_max").read_text())  # read only: the machine's own value
-    inventory = fleet.write_inventory(str(work / "inventory.yml"), {
-        "h3": {"tcptune_fleet_test_overrides": {"net.core.rmem_max": rmem_max + 4096}},
-        "h4": {"tcptune_fleet_test_overrides": {"net.ipv4.tcp_rmem": "0 0 0"}},
-    })
+    inventory = fleet.write_inventory(
+        str(work / "inventory.yml"),
+        {
+            "h3": {"tcptune_fleet_test_overrides": {"net.core.rmem_max": rmem_max + 4096}},
+            "h4": {"tcptune_fleet_test_overrides": {"net.ipv4.tcp_rmem": "0 0 0"}},
+        },
+    )
     fleet.stop("h2")
     before = {name: {k: host_read(fleet, name, k) for k in DESIRED} for name in ("h1", "h3", "h4")}
     root_before = Path("/proc/sys/net/ipv4/tcp_fin_timeout").read_text()
     rc, result = tcptune("push", str(work / "fleet-test.yaml"), "-i", inventory, "--forks", "4")
-    return {"work": work, "profile": str(work / "fleet-test.yaml"), "inventory": inventory, "before": before,
-            "root_before": root_before, "rc": rc, "result": result}
+    return {
+        "work": work,
+        "profile": str(work / "fleet-test.yaml"),
+        "inventory": inventory,
+        "before": before,
+        "root_before": root_before,
+        "rc": rc,
+        "result": result,
+    }
 
 
 def test_push_exits_1_when_any_host_failed_or_was_unreachable(setup: dict) -> None:
@@ -139,8 +155,12 @@ def test_check_mode_push_reports_and_writes_nothing_then_push_repairs(setup: dic
 
 
 def test_push_text_output_is_a_per_host_table(setup: dict) -> None:
-    proc = subprocess.run([sys.executable, "-m", "tcptune", "push", setup["profile"], "-i", setup["inventory"]],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tcptune", "push", setup["profile"], "-i", setup["inventory"]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 1
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.startswith("h")}
     assert "ok" in lines["h1"] and "unreachable" in lines["h2"]
@@ -153,8 +173,7 @@ def test_template_text_in_values_reaches_hosts_as_data(setup: dict, tmp_path: Pa
 
     marker = tmp_path / "templated"
     evil = "{{ lookup('pipe', 'touch " + str(marker) + "') }}"
-    spec = RoleSpec("tcptune_evil", "evil", f"description {evil}",
-                    settings={"net.ipv4.tcp_congestion_control": evil})
+    spec = RoleSpec("tcptune_evil", "evil", f"description {evil}", settings={"net.ipv4.tcp_congestion_control": evil})
     result = run_spec(spec, setup["inventory"], limit="h1", check=True)
     (h1,) = result.hosts
     assert h1.keys["net.ipv4.tcp_congestion_control"]["desired"] == evil

@@ -18,11 +18,13 @@ import tempfile
 import time
 from pathlib import Path
 
-SETUP = ("set -e; mount --make-rprivate /; "
-         "mount --bind /proc/sys /proc/sys; mount --bind /proc/sys/net /proc/sys/net; "
-         "mount -o remount,bind,ro /proc/sys; "
-         "mount -t tmpfs -o size=1m,mode=0755 tt3-sysctl /etc/sysctl.d; "
-         "echo ready; exec sleep infinity")
+SETUP = (
+    "set -e; mount --make-rprivate /; "
+    "mount --bind /proc/sys /proc/sys; mount --bind /proc/sys/net /proc/sys/net; "
+    "mount -o remount,bind,ro /proc/sys; "
+    "mount -t tmpfs -o size=1m,mode=0755 tt3-sysctl /etc/sysctl.d; "
+    "echo ready; exec sleep infinity"
+)
 
 
 def _die_with_parent() -> None:
@@ -56,9 +58,15 @@ class KernelSandbox:
         self.sysctl_dir.mkdir(parents=True)
         self.exe = tcptune_executable()
         self._children: list[subprocess.Popen[str]] = []
-        self.holder = subprocess.Popen(["unshare", "--net", "--mount", "sh", "-c", SETUP],
-                                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True, start_new_session=True, preexec_fn=_die_with_parent)
+        self.holder = subprocess.Popen(
+            ["unshare", "--net", "--mount", "sh", "-c", SETUP],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
         try:
             assert self.holder.stdout is not None
             line = self.holder.stdout.readline()
@@ -84,30 +92,52 @@ class KernelSandbox:
         if mine == theirs:
             raise RuntimeError("sandbox shares the machine's network namespace")
         probe = subprocess.run(
-            [*self._enter(), sys.executable, "-c",
-             "import os,sys; sys.exit(0 if not os.access('/proc/sys/kernel/pid_max', os.W_OK) "
-             "and os.access('/proc/sys/net/ipv4/tcp_fin_timeout', os.W_OK) else 1)"],
-            capture_output=True, timeout=30)
+            [
+                *self._enter(),
+                sys.executable,
+                "-c",
+                "import os,sys; sys.exit(0 if not os.access('/proc/sys/kernel/pid_max', os.W_OK) "
+                "and os.access('/proc/sys/net/ipv4/tcp_fin_timeout', os.W_OK) else 1)",
+            ],
+            capture_output=True,
+            timeout=30,
+        )
         if probe.returncode != 0:
             raise RuntimeError("sandbox /proc/sys is not read-only outside /proc/sys/net")
 
     def env(self, **extra: str) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("TCPTUNE_")}
-        env.update(TCPTUNE_STATE_DIR=str(self.state_dir), TCPTUNE_SYSCTL_ROOT=str(self.sysctl_root),
-                   NO_COLOR="1", COLUMNS="200")
+        env.update(
+            TCPTUNE_STATE_DIR=str(self.state_dir),
+            TCPTUNE_SYSCTL_ROOT=str(self.sysctl_root),
+            NO_COLOR="1",
+            COLUMNS="200",
+        )
         env.update(extra)
         return env
 
     def run(self, *args: str, timeout: float = 60, **env: str) -> subprocess.CompletedProcess[str]:
         """The real CLI inside the namespace, as a whole process."""
-        return subprocess.run([*self._enter(), self.exe, *args], capture_output=True, text=True,
-                              stdin=subprocess.DEVNULL, env=self.env(**env), timeout=timeout)
+        return subprocess.run(
+            [*self._enter(), self.exe, *args],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+            env=self.env(**env),
+            timeout=timeout,
+        )
 
     def start(self, *args: str, **env: str) -> subprocess.Popen[str]:
         """The CLI in the background (nsenter execs it: the pid is tcptune's own); killed by close()."""
-        child = subprocess.Popen([*self._enter(), self.exe, *args], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=self.env(**env),
-                                 preexec_fn=_die_with_parent)
+        child = subprocess.Popen(
+            [*self._enter(), self.exe, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(**env),
+            preexec_fn=_die_with_parent,
+        )
         self._children.append(child)
         return child
 
@@ -122,13 +152,15 @@ class KernelSandbox:
         path = "/proc/sys/" + key.replace(".", "/")
         if not path.startswith("/proc/sys/net/"):
             raise ValueError("the sandbox only writes /proc/sys/net")
-        subprocess.run([*self._enter(), "sh", "-c", f'printf "%s\\n" "$1" > {path}', "sh", value],
-                       check=True, timeout=30)
+        subprocess.run(
+            [*self._enter(), "sh", "-c", f'printf "%s\\n" "$1" > {path}', "sh", value], check=True, timeout=30
+        )
 
     def python(self, code: str) -> subprocess.CompletedProcess[str]:
         """Run Python inside the namespace (to drive tcptune's library against the real kernel)."""
-        return subprocess.run([*self._enter(), sys.executable, "-c", code], capture_output=True, text=True,
-                              timeout=60, env=self.env())
+        return subprocess.run(
+            [*self._enter(), sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=self.env()
+        )
 
     def wait_for(self, predicate: object, timeout: float = 20.0) -> None:
         deadline = time.monotonic() + timeout

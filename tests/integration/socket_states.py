@@ -60,8 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     _name_process()
     held: list[socket.socket] = []
-    ports = {"established": args.base, "time_wait": args.base + 1, "close_wait": args.base + 2,
-             "fin_wait2": args.base + 3, "half_closed": args.base + 4}
+    ports = {
+        "established": args.base,
+        "time_wait": args.base + 1,
+        "close_wait": args.base + 2,
+        "fin_wait2": args.base + 3,
+        "half_closed": args.base + 4,
+    }
     servers = {name: _listener(port) for name, port in ports.items()}
     if args.ipv6:
         ports["ipv6"] = args.base + 5

@@ -17,10 +17,20 @@ from tests.integration.kernel_sandbox import KernelSandbox, host_value
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
 
 # keys written below, in the order tcptune writes them (sorted; see live.order_writes)
-KEYS = ("net.core.optmem_max", "net.core.somaxconn", "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_keepalive_time",
-        "net.ipv4.tcp_rmem")
-GUARDED = (*KEYS, "net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start", "net.core.rmem_max",
-           "kernel.pid_max")
+KEYS = (
+    "net.core.optmem_max",
+    "net.core.somaxconn",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_rmem",
+)
+GUARDED = (
+    *KEYS,
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.core.rmem_max",
+    "kernel.pid_max",
+)
 
 PROFILE = """\
 name: tt3-kernel
@@ -65,9 +75,13 @@ def test_apply_sets_the_namespace_and_diff_is_clean_afterwards(sandbox: KernelSa
     assert sandbox.run("diff", path).returncode == 2
     result = sandbox.run("apply", "--yes", path)
     assert result.returncode == 0, result.stderr
-    assert values(sandbox) == {"net.core.optmem_max": "65536", "net.core.somaxconn": "1234",
-                               "net.ipv4.tcp_fin_timeout": "17", "net.ipv4.tcp_keepalive_time": "600",
-                               "net.ipv4.tcp_rmem": "4096 65536 4194304"}
+    assert values(sandbox) == {
+        "net.core.optmem_max": "65536",
+        "net.core.somaxconn": "1234",
+        "net.ipv4.tcp_fin_timeout": "17",
+        "net.ipv4.tcp_keepalive_time": "600",
+        "net.ipv4.tcp_rmem": "4096 65536 4194304",
+    }
     assert "\t" in sandbox.read("net.ipv4.tcp_rmem")  # the kernel prints tabs; diff must not call that drift
     persisted = (sandbox.sysctl_dir / "90-tcptune.conf").read_text()
     assert "# profile: tt3-kernel" in persisted and "net.ipv4.tcp_fin_timeout = 17" in persisted
@@ -91,8 +105,7 @@ def test_rollback_restores_the_previous_values_and_file(sandbox: KernelSandbox) 
     assert result.returncode == 0, result.stderr
     assert values(sandbox) == before
     assert not (sandbox.sysctl_dir / "90-tcptune.conf").exists()
-    assert [(j["kind"], j["status"]) for j in journals(sandbox)] == [("apply", "rolled-back"),
-                                                                     ("rollback", "complete")]
+    assert [(j["kind"], j["status"]) for j in journals(sandbox)] == [("apply", "rolled-back"), ("rollback", "complete")]
 
 
 def test_failure_midway_restores_the_keys_already_written(sandbox: KernelSandbox) -> None:
@@ -173,14 +186,18 @@ def test_kill_9_mid_apply_then_rollback(sandbox: KernelSandbox) -> None:
     assert values(sandbox) == before
     after = sandbox.run("history")
     assert "was interrupted" not in after.stderr
-    assert [(j["kind"], j["status"]) for j in journals(sandbox)] == [("apply", "rolled-back"),
-                                                                     ("rollback", "complete")]
+    assert [(j["kind"], j["status"]) for j in journals(sandbox)] == [("apply", "rolled-back"), ("rollback", "complete")]
 
 
 def test_concurrent_applies_one_waits_for_nobody_and_fails_clearly(sandbox: KernelSandbox) -> None:
     first = sandbox.start("apply", "--yes", profile(sandbox), TCPTUNE_TEST_WRITE_DELAY="0.4")
-    sandbox.wait_for(lambda: any(Path(sandbox.state_dir, "journal").glob("*.pending.json"))
-                     if Path(sandbox.state_dir, "journal").exists() else False)
+    sandbox.wait_for(
+        lambda: (
+            any(Path(sandbox.state_dir, "journal").glob("*.pending.json"))
+            if Path(sandbox.state_dir, "journal").exists()
+            else False
+        )
+    )
     second = sandbox.run("apply", "--yes", profile(sandbox, PROFILE.replace("17", "19"), "other.yaml"))
     assert second.returncode == 1
     assert f"another tcptune apply or rollback is running (pid {first.pid})" in second.stderr

@@ -37,15 +37,32 @@ def netns() -> Iterator[tuple[str, dict[str, Any]]]:
     helper = None
     try:
         subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        subprocess.run(["ip", "netns", "exec", name, "sh", "-c",
-                        f"echo '{PORT_RANGE[0]} {PORT_RANGE[1]}' > /proc/sys/net/ipv4/ip_local_port_range && "
-                        "echo 0 > /proc/sys/net/ipv4/tcp_tw_reuse"], check=True)
-        probe = subprocess.run(["ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv6/conf/lo/disable_ipv6"],
-                               capture_output=True, text=True)
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                name,
+                "sh",
+                "-c",
+                f"echo '{PORT_RANGE[0]} {PORT_RANGE[1]}' > /proc/sys/net/ipv4/ip_local_port_range && "
+                "echo 0 > /proc/sys/net/ipv4/tcp_tw_reuse",
+            ],
+            check=True,
+        )
+        probe = subprocess.run(
+            ["ip", "netns", "exec", name, "cat", "/proc/sys/net/ipv6/conf/lo/disable_ipv6"],
+            capture_output=True,
+            text=True,
+        )
         ipv6 = IPV6_PAIRS if probe.returncode == 0 and probe.stdout.strip() == "0" else 0
         args = [f"--{key}={value}" for key, value in {**SCENARIO, "ipv6": ipv6}.items()]
-        helper = subprocess.Popen(["ip", "netns", "exec", name, sys.executable, str(HELPER), f"--base={BASE}", *args],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        helper = subprocess.Popen(
+            ["ip", "netns", "exec", name, sys.executable, str(HELPER), f"--base={BASE}", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert helper.stdout is not None
         info = json.loads(helper.stdout.readline())
         info["ipv6"] = ipv6
@@ -64,8 +81,13 @@ def netns() -> Iterator[tuple[str, dict[str, Any]]]:
 
 def tcptune(ns: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, TCPTUNE_STATE_DIR=f"/tmp/{ns}-state")
-    return subprocess.run(["ip", "netns", "exec", ns, sys.executable, "-m", "tcptune", *args],
-                          capture_output=True, text=True, check=check, env=env)
+    return subprocess.run(
+        ["ip", "netns", "exec", ns, sys.executable, "-m", "tcptune", *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        env=env,
+    )
 
 
 def status_json(ns: str, *args: str) -> dict[str, Any]:
@@ -77,19 +99,27 @@ def by_port(data: dict[str, Any]) -> dict[tuple[int, str], dict[str, int]]:
 
 
 BY_PORT_V4 = {
-    (BASE, "in"): {"ESTABLISHED": 5, "LISTEN": 1}, (BASE, "out"): {"ESTABLISHED": 5},
-    (BASE + 1, "in"): {"LISTEN": 1}, (BASE + 1, "out"): {"TIME_WAIT": 7},
-    (BASE + 2, "in"): {"CLOSE_WAIT": 12, "LISTEN": 1}, (BASE + 2, "out"): {"FIN_WAIT2": 12},
-    (BASE + 3, "in"): {"FIN_WAIT2": 9, "LISTEN": 1}, (BASE + 3, "out"): {"CLOSE_WAIT": 9},
-    (BASE + 4, "in"): {"CLOSE_WAIT": 2, "LISTEN": 1}, (BASE + 4, "out"): {"FIN_WAIT2": 2},
+    (BASE, "in"): {"ESTABLISHED": 5, "LISTEN": 1},
+    (BASE, "out"): {"ESTABLISHED": 5},
+    (BASE + 1, "in"): {"LISTEN": 1},
+    (BASE + 1, "out"): {"TIME_WAIT": 7},
+    (BASE + 2, "in"): {"CLOSE_WAIT": 12, "LISTEN": 1},
+    (BASE + 2, "out"): {"FIN_WAIT2": 12},
+    (BASE + 3, "in"): {"FIN_WAIT2": 9, "LISTEN": 1},
+    (BASE + 3, "out"): {"CLOSE_WAIT": 9},
+    (BASE + 4, "in"): {"CLOSE_WAIT": 2, "LISTEN": 1},
+    (BASE + 4, "out"): {"FIN_WAIT2": 2},
 }
 
 
 def expected_by_port(ipv6: int) -> dict[tuple[int, str], dict[str, int]]:
     if not ipv6:
         return BY_PORT_V4
-    return {**BY_PORT_V4, (BASE + 5, "in"): {"ESTABLISHED": ipv6, "LISTEN": 1},
-            (BASE + 5, "out"): {"ESTABLISHED": ipv6}}
+    return {
+        **BY_PORT_V4,
+        (BASE + 5, "in"): {"ESTABLISHED": ipv6, "LISTEN": 1},
+        (BASE + 5, "out"): {"ESTABLISHED": ipv6},
+    }
 
 
 def test_status_counts_every_state_and_port_exactly(netns: tuple[str, dict[str, Any]]) -> None:
@@ -97,16 +127,22 @@ def test_status_counts_every_state_and_port_exactly(netns: tuple[str, dict[str, 
     data = status_json(ns)
     assert data["source"] == "netlink"
     states = {k: v for k, v in data["states"].items() if v}
-    assert states == {"ESTABLISHED": 2 * (5 + info["ipv6"]), "TIME_WAIT": 7, "CLOSE_WAIT": 12 + 9 + 2,
-                      "FIN_WAIT2": 12 + 9 + 2, "LISTEN": 5 + bool(info["ipv6"])}
+    assert states == {
+        "ESTABLISHED": 2 * (5 + info["ipv6"]),
+        "TIME_WAIT": 7,
+        "CLOSE_WAIT": 12 + 9 + 2,
+        "FIN_WAIT2": 12 + 9 + 2,
+        "LISTEN": 5 + bool(info["ipv6"]),
+    }
     assert by_port(data) == expected_by_port(info["ipv6"])
     assert data["orphans"]["fin_wait2_orphans"] == 12 + 9  # the half-closed ones are still held by the helper
     assert data["port_range"] == {"low": 40000, "high": 49999, "size": 10000}
     endpoint = next(e for e in data["endpoints"] if e["remote_port"] == BASE + 1)
     assert (endpoint["in_use"], endpoint["time_wait"], endpoint["capacity"]) == (7, 7, 10000)
     assert data["time_wait"]["count"] == 7 + 12 + 9  # sockstat: orphaned FIN_WAIT2 wait in timewait buckets too
-    assert {(x["address"], x["port"]) for x in data["listeners"]} == \
-        {("127.0.0.1", p) for p in range(BASE, BASE + 5)} | ({("::1", BASE + 5)} if info["ipv6"] else set())
+    assert {(x["address"], x["port"]) for x in data["listeners"]} == {
+        ("127.0.0.1", p) for p in range(BASE, BASE + 5)
+    } | ({("::1", BASE + 5)} if info["ipv6"] else set())
 
 
 def test_status_sees_only_its_own_namespace(netns: tuple[str, dict[str, Any]]) -> None:
@@ -133,18 +169,19 @@ def test_prometheus_output_carries_the_same_counts(netns: tuple[str, dict[str, A
 def test_recommend_names_the_close_wait_port_and_the_process_holding_it(netns: tuple[str, dict[str, Any]]) -> None:
     ns, info = netns
     data = json.loads(tcptune(ns, "recommend", "--format", "json", "--min-sockets", "9").stdout)
-    close_wait = {(f["numbers"]["port"], f["numbers"]["direction"]): f for f in data["findings"]
-                  if f["id"] == "close-wait"}
+    close_wait = {
+        (f["numbers"]["port"], f["numbers"]["direction"]): f for f in data["findings"] if f["id"] == "close-wait"
+    }
     assert set(close_wait) == {(BASE + 2, "in"), (BASE + 3, "out")}  # 12 and 9; the 2 half-closed are below 9
     server_side = close_wait[(BASE + 2, "in")]
     assert server_side["numbers"]["close_wait"] == 12 and server_side["suggest"] == {}
-    assert server_side["owners"] == [{"port": BASE + 2, "direction": "in", "pid": info["pid"],
-                                      "name": info["name"], "sockets": 12}]
+    assert server_side["owners"] == [
+        {"port": BASE + 2, "direction": "in", "pid": info["pid"], "name": info["name"], "sockets": 12}
+    ]
     assert f"pid {info['pid']} ({info['name']})" in server_side["title"]
 
 
-def test_recommend_turns_fin_wait2_orphans_into_a_tcp_fin_timeout_suggestion(
-        netns: tuple[str, dict[str, Any]]) -> None:
+def test_recommend_turns_fin_wait2_orphans_into_a_tcp_fin_timeout_suggestion(netns: tuple[str, dict[str, Any]]) -> None:
     ns, _info = netns
     data = json.loads(tcptune(ns, "recommend", "--format", "json", "--min-sockets", "9").stdout)
     finding = next(f for f in data["findings"] if f["id"] == "fin-wait2-orphans")

@@ -20,7 +20,7 @@ from tcptune.sockets import (
 )
 from tcptune.validate import validate
 
-LOCAL, REMOTE = 0x0A000001, 0x0A000063   # 10.0.0.1 -> 10.0.0.99
+LOCAL, REMOTE = 0x0A000001, 0x0A000063  # 10.0.0.1 -> 10.0.0.99
 DEFAULT_SYSCTLS = {
     "net.ipv4.ip_local_port_range": "32768 60999",
     "net.ipv4.tcp_max_orphans": "65536",
@@ -41,11 +41,18 @@ def _row(states: dict[str, int]) -> list[int]:
     return row
 
 
-def evidence(*, ports: dict[tuple[int, str], dict[str, int]] | None = None,
-             endpoints: dict[int, dict[str, int]] | None = None, fin_wait2_orphans: int = 0,
-             sysctls: dict[str, str | None] | None = None, sockstat: dict[str, int] | None = None,
-             counters: dict[str, int] | None = None, deltas: dict[str, int] | None = None,
-             listeners: list[Listener] | None = None, owners: dict[int, list[Owner]] | None = None) -> Evidence:
+def evidence(
+    *,
+    ports: dict[tuple[int, str], dict[str, int]] | None = None,
+    endpoints: dict[int, dict[str, int]] | None = None,
+    fin_wait2_orphans: int = 0,
+    sysctls: dict[str, str | None] | None = None,
+    sockstat: dict[str, int] | None = None,
+    counters: dict[str, int] | None = None,
+    deltas: dict[str, int] | None = None,
+    listeners: list[Listener] | None = None,
+    owners: dict[int, list[Owner]] | None = None,
+) -> Evidence:
     """Evidence from plain numbers: ports as {(port, "in"|"out"): {STATE: n}}, endpoints as {remote port: {...}}."""
     counts = SocketCounts(listeners=listeners or [], fin_wait2_orphans=fin_wait2_orphans)
     for (port, direction), states in (ports or {}).items():
@@ -55,9 +62,15 @@ def evidence(*, ports: dict[tuple[int, str], dict[str, int]] | None = None,
         counts.ports[rport | OUT] = _row(states)
     for row in [*counts.ports.values()]:
         counts.states = [a + b for a, b in zip(counts.states, row)]
-    return Evidence(counts=counts, sysctls={**DEFAULT_SYSCTLS, **(sysctls or {})}, sockstat=sockstat or {},
-                    counters=counters or {}, deltas=deltas, window=None if deltas is None else 10.0,
-                    owners=owners or {})
+    return Evidence(
+        counts=counts,
+        sysctls={**DEFAULT_SYSCTLS, **(sysctls or {})},
+        sockstat=sockstat or {},
+        counters=counters or {},
+        deltas=deltas,
+        window=None if deltas is None else 10.0,
+        owners=owners or {},
+    )
 
 
 def only(findings: list[Finding], finding_id: str) -> Finding:
@@ -74,8 +87,9 @@ def ids(findings: list[Finding]) -> list[str]:
 
 
 def test_close_wait_pile_up_names_the_port_and_owner_and_suggests_no_sysctl() -> None:
-    ev = evidence(ports={(8080, "in"): {"CLOSE_WAIT": 150, "ESTABLISHED": 10}},
-                  owners={8080: [Owner(4242, "java", 150)]})
+    ev = evidence(
+        ports={(8080, "in"): {"CLOSE_WAIT": 150, "ESTABLISHED": 10}}, owners={8080: [Owner(4242, "java", 150)]}
+    )
     finding = only(advise(ev), "close-wait")
     assert finding.numbers == {"close_wait": 150, "port": 8080, "direction": "in"}
     assert finding.suggest == {} and finding.keys == ()
@@ -102,12 +116,14 @@ def test_close_wait_ten_times_the_minimum_is_critical() -> None:
 # ---- FIN_WAIT2 ------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("current", "suggested"), [("60", {"net.ipv4.tcp_fin_timeout": "30"}),
-                                                    ("30", {"net.ipv4.tcp_fin_timeout": "15"}),
-                                                    ("10", {})])
+@pytest.mark.parametrize(
+    ("current", "suggested"),
+    [("60", {"net.ipv4.tcp_fin_timeout": "30"}), ("30", {"net.ipv4.tcp_fin_timeout": "15"}), ("10", {})],
+)
 def test_orphaned_fin_wait2_shortens_tcp_fin_timeout_in_steps(current: str, suggested: dict[str, str]) -> None:
-    ev = evidence(ports={(443, "in"): {"FIN_WAIT2": 500}}, fin_wait2_orphans=500,
-                  sysctls={"net.ipv4.tcp_fin_timeout": current})
+    ev = evidence(
+        ports={(443, "in"): {"FIN_WAIT2": 500}}, fin_wait2_orphans=500, sysctls={"net.ipv4.tcp_fin_timeout": current}
+    )
     finding = only(advise(ev), "fin-wait2-orphans")
     assert finding.suggest == suggested
     assert finding.numbers["fin_wait2_orphans"] == 500
@@ -151,8 +167,10 @@ def test_tw_reuse_brings_timestamps_along_when_they_are_off() -> None:
 
 
 def test_nothing_is_suggested_that_is_already_in_place() -> None:
-    ev = evidence(endpoints={443: {"TIME_WAIT": 40000}},
-                  sysctls={"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 65535"})
+    ev = evidence(
+        endpoints={443: {"TIME_WAIT": 40000}},
+        sysctls={"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "1024 65535"},
+    )
     finding = only(advise(ev), "ephemeral-ports")
     assert finding.suggest == {}
 
@@ -194,8 +212,9 @@ def test_orphan_limit_unreadable_in_a_namespace_means_no_orphan_finding() -> Non
 
 
 def test_listen_overflows_since_boot_are_information_and_say_how_to_sample() -> None:
-    finding = only(advise(evidence(counters={"TcpExt.ListenOverflows": 7, "TcpExt.ListenDrops": 7})),
-                   "listen-overflows")
+    finding = only(
+        advise(evidence(counters={"TcpExt.ListenOverflows": 7, "TcpExt.ListenDrops": 7})), "listen-overflows"
+    )
     assert finding.severity == "info"
     assert "--sample" in finding.why
     assert finding.suggest == {"net.core.somaxconn": "16384", "net.ipv4.tcp_max_syn_backlog": "16384"}
@@ -217,8 +236,10 @@ def test_a_full_accept_queue_right_now_is_a_warning_and_small_backlogs_are_named
 
 
 def test_somaxconn_is_never_suggested_above_65535() -> None:
-    ev = evidence(counters={"TcpExt.ListenOverflows": 5000}, sysctls={"net.core.somaxconn": "65535",
-                                                                       "net.ipv4.tcp_max_syn_backlog": "65535"})
+    ev = evidence(
+        counters={"TcpExt.ListenOverflows": 5000},
+        sysctls={"net.core.somaxconn": "65535", "net.ipv4.tcp_max_syn_backlog": "65535"},
+    )
     assert only(advise(ev), "listen-overflows").suggest == {}
 
 
@@ -238,8 +259,11 @@ def test_memory_aborts_point_at_tcp_mem_without_guessing_a_value() -> None:
 
 
 def test_findings_come_most_severe_first() -> None:
-    ev = evidence(ports={(80, "in"): {"CLOSE_WAIT": 2000}}, counters={"TcpExt.ListenOverflows": 1},
-                  endpoints={443: {"TIME_WAIT": 17000}})
+    ev = evidence(
+        ports={(80, "in"): {"CLOSE_WAIT": 2000}},
+        counters={"TcpExt.ListenOverflows": 1},
+        endpoints={443: {"TIME_WAIT": 17000}},
+    )
     severities = [f.severity for f in advise(ev)]
     assert severities == sorted(severities, key=["critical", "warning", "info"].index)
 
@@ -255,8 +279,14 @@ def test_merged_suggestions_keep_the_larger_limit_and_the_shorter_timeout() -> N
 
 
 def _busy_host_findings() -> list[Finding]:
-    return advise(evidence(endpoints={5432: {"TIME_WAIT": 17000}}, fin_wait2_orphans=400,
-                           ports={(443, "in"): {"FIN_WAIT2": 400}}, counters={"TcpExt.ListenOverflows": 12}))
+    return advise(
+        evidence(
+            endpoints={5432: {"TIME_WAIT": 17000}},
+            fin_wait2_orphans=400,
+            ports={(443, "in"): {"FIN_WAIT2": 400}},
+            counters={"TcpExt.ListenOverflows": 12},
+        )
+    )
 
 
 def test_written_profile_extends_base_and_passes_validation(tmp_path: Path) -> None:
@@ -268,17 +298,22 @@ def test_written_profile_extends_base_and_passes_validation(tmp_path: Path) -> N
     assert verdict.errors == []
     assert verdict.profile.extends == ("base",)
     own = {k: v for k, v in verdict.values.items() if verdict.profile.settings[k].origin == "suggested"}
-    assert own == {"net.ipv4.tcp_tw_reuse": "1", "net.ipv4.ip_local_port_range": "10000 65535",
-                   "net.ipv4.tcp_fin_timeout": "30", "net.core.somaxconn": "16384",
-                   "net.ipv4.tcp_max_syn_backlog": "16384"}
+    assert own == {
+        "net.ipv4.tcp_tw_reuse": "1",
+        "net.ipv4.ip_local_port_range": "10000 65535",
+        "net.ipv4.tcp_fin_timeout": "30",
+        "net.core.somaxconn": "16384",
+        "net.ipv4.tcp_max_syn_backlog": "16384",
+    }
 
 
 def test_no_suggestions_means_no_profile() -> None:
     assert profile_text(advise(evidence(ports={(80, "in"): {"CLOSE_WAIT": 500}})), name="x", extends="base") is None
 
 
-@pytest.mark.parametrize(("stem", "name"), [("my edge", "my-edge"), ("_x", "x"), ("???", "recommended"),
-                                            ("web.v2", "web.v2")])
+@pytest.mark.parametrize(
+    ("stem", "name"), [("my edge", "my-edge"), ("_x", "x"), ("???", "recommended"), ("web.v2", "web.v2")]
+)
 def test_profile_names_come_from_file_names(stem: str, name: str) -> None:
     assert profile_name_for(stem) == name
 

@@ -12,8 +12,13 @@ from tcptune.errors import ApplyFailed, LiveStateError, PermissionProblem, Tcptu
 from tcptune.journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, StateDir
 from tcptune.live import ProcSys, WriteFailed
 
-LIVE = {"net/ipv4/tcp_fin_timeout": "60", "net/core/somaxconn": "4096", "net/ipv4/tcp_tw_reuse": "2",
-        "net/ipv4/ip_unprivileged_port_start": "1024", "net/ipv4/ip_local_port_range": "32768\t60999"}
+LIVE = {
+    "net/ipv4/tcp_fin_timeout": "60",
+    "net/core/somaxconn": "4096",
+    "net/ipv4/tcp_tw_reuse": "2",
+    "net/ipv4/ip_unprivileged_port_start": "1024",
+    "net/ipv4/ip_local_port_range": "32768\t60999",
+}
 
 
 @pytest.fixture
@@ -23,8 +28,9 @@ def target(tmp_path: Path) -> core.Target:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text + "\n")
     (tmp_path / "root/etc/sysctl.d").mkdir(parents=True)
-    return core.Target(str(tmp_path / "proc"), str(tmp_path / "state"), str(tmp_path / "root/etc/sysctl.d"),
-                       str(tmp_path / "root"))
+    return core.Target(
+        str(tmp_path / "proc"), str(tmp_path / "state"), str(tmp_path / "root/etc/sysctl.d"), str(tmp_path / "root")
+    )
 
 
 def desired(**values: str) -> core.Desired:
@@ -91,8 +97,9 @@ def failing_proc(bad_key: str, reason: str = "invalid", restore_fails: str | Non
     return Failing
 
 
-def test_failed_write_restores_the_others_and_names_the_key(target: core.Target,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_write_restores_the_others_and_names_the_key(
+    target: core.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(core, "ProcSys", failing_proc("net.ipv4.tcp_tw_reuse", "read-only"))
     with pytest.raises(LiveStateError) as caught:
         run_apply(WEB, target)
@@ -104,8 +111,9 @@ def test_failed_write_restores_the_others_and_names_the_key(target: core.Target,
     assert journal.status == FAILED and journal.data["failed"]["reason"] == "read-only"
 
 
-def test_failed_restore_exits_3_and_says_what_is_left_changed(target: core.Target,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_restore_exits_3_and_says_what_is_left_changed(
+    target: core.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(core, "ProcSys", failing_proc("net.ipv4.tcp_tw_reuse", restore_fails="net.core.somaxconn"))
     with pytest.raises(ApplyFailed) as caught:
         run_apply(WEB, target)
@@ -173,10 +181,16 @@ def test_rollback_restores_the_previous_persisted_file(target: core.Target) -> N
 
 def test_rollback_after_a_crash_writes_only_keys_that_moved(target: core.Target) -> None:
     state = StateDir(target.state_dir)
-    journal = state.begin("apply", proc_root=target.proc_root, profile={"name": "x"},
-                          changes=[{"key": "net.core.somaxconn", "old": "4096", "new": "8192"},
-                                   {"key": "net.ipv4.tcp_fin_timeout", "old": "60", "new": "15"}],
-                          persist={"path": target.own_file, "planned": True, "previous": None, "new": "x\n"})
+    journal = state.begin(
+        "apply",
+        proc_root=target.proc_root,
+        profile={"name": "x"},
+        changes=[
+            {"key": "net.core.somaxconn", "old": "4096", "new": "8192"},
+            {"key": "net.ipv4.tcp_fin_timeout", "old": "60", "new": "15"},
+        ],
+        persist={"path": target.own_file, "planned": True, "previous": None, "new": "x\n"},
+    )
     journal.update(pid=2**22 + 7)  # no such process: killed mid-apply
     ProcSys(target.proc_root).write("net.core.somaxconn", "8192")  # only the first write happened
     with pytest.raises(UsageError, match="interrupted"):
@@ -210,8 +224,18 @@ def test_journal_records_everything_rollback_needs(target: core.Target) -> None:
     run_apply(WEB, target)
     (journal,) = StateDir(target.state_dir).journals()
     data = json.loads(Path(journal.path).read_text())
-    assert set(data) >= {"id", "kind", "status", "started", "finished", "profile", "desired", "changes", "persist",
-                         "proc_root"}
+    assert set(data) >= {
+        "id",
+        "kind",
+        "status",
+        "started",
+        "finished",
+        "profile",
+        "desired",
+        "changes",
+        "persist",
+        "proc_root",
+    }
 
 
 # ---- journals are data: checked before rollback acts on them ------------------------------------------------
@@ -224,16 +248,16 @@ def hand_edit(journal_path: str, edit: object) -> None:
 
 
 @pytest.mark.parametrize("victim_kind", ["other-file", "same-name-elsewhere"])
-def test_rollback_never_touches_a_file_the_journal_names_but_does_not_own(target: core.Target, tmp_path: Path,
-                                                                         victim_kind: str) -> None:
+def test_rollback_never_touches_a_file_the_journal_names_but_does_not_own(
+    target: core.Target, tmp_path: Path, victim_kind: str
+) -> None:
     run_apply(WEB, target)
     victim_dir = tmp_path / "elsewhere"
     victim_dir.mkdir()
     victim = victim_dir / ("precious.txt" if victim_kind == "other-file" else "90-tcptune.conf")
     victim.write_text("keep me\n")
     (journal,) = StateDir(target.state_dir).journals()
-    hand_edit(journal.path, lambda d: d["persist"].update(path=str(victim), previous=None,
-                                                          new="keep me\n"))
+    hand_edit(journal.path, lambda d: d["persist"].update(path=str(victim), previous=None, new="keep me\n"))
     with pytest.raises(TcptuneError) as caught:
         core.rollback(target)
     assert str(caught.value).startswith(f"{journal.path}: the journal names {victim}")
@@ -304,8 +328,9 @@ def test_a_failed_last_applied_write_after_a_successful_apply_is_a_warning(targe
     assert StateDir(target.state_dir).journals()[0].status == COMPLETE
 
 
-def test_a_journal_that_cannot_be_finished_says_what_changed(target: core.Target,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_journal_that_cannot_be_finished_says_what_changed(
+    target: core.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tcptune.journal
 
     real = tcptune.journal.atomic_write
@@ -319,8 +344,11 @@ def test_a_journal_that_cannot_be_finished_says_what_changed(target: core.Target
     with pytest.raises(LiveStateError) as caught:
         run_apply(WEB, target)
     message = str(caught.value)
-    assert "3 key(s) were changed on the live kernel (net.core.somaxconn, net.ipv4.tcp_fin_timeout, " \
-           "net.ipv4.tcp_tw_reuse)" in message and f"{target.own_file} was written" in message
+    assert (
+        "3 key(s) were changed on the live kernel (net.core.somaxconn, net.ipv4.tcp_fin_timeout, net.ipv4.tcp_tw_reuse)"
+        in message
+        and f"{target.own_file} was written" in message
+    )
     assert "no space left on device" in message.lower() and "tcptune rollback" in message
     monkeypatch.undo()
     (_pending,) = StateDir(target.state_dir).interrupted()  # still pending: rollback can undo it
@@ -328,8 +356,7 @@ def test_a_journal_that_cannot_be_finished_says_what_changed(target: core.Target
     assert live(target, "net.ipv4.tcp_fin_timeout") == "60" and not Path(target.own_file).exists()
 
 
-def test_a_journal_that_cannot_be_started_changes_nothing(target: core.Target,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_journal_that_cannot_be_started_changes_nothing(target: core.Target, monkeypatch: pytest.MonkeyPatch) -> None:
     import tcptune.journal
 
     def full_disk(path: str, text: str, mode: int = 0o644) -> None:

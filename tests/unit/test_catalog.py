@@ -10,16 +10,43 @@ from tcptune.values import parse_value
 
 KEYS = catalog.all_keys()
 REQUIRED = [
-    "net.ipv4.tcp_fin_timeout", "net.ipv4.tcp_tw_reuse", "net.ipv4.tcp_max_tw_buckets", "net.ipv4.tcp_max_orphans",
-    "net.ipv4.tcp_orphan_retries", "net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem", "net.ipv4.tcp_mem",
-    "net.core.rmem_max", "net.core.wmem_max", "net.core.rmem_default", "net.core.wmem_default", "net.core.optmem_max",
-    "net.core.somaxconn", "net.ipv4.tcp_max_syn_backlog", "net.core.netdev_max_backlog", "net.ipv4.tcp_syncookies",
-    "net.ipv4.tcp_abort_on_overflow", "net.ipv4.tcp_keepalive_time", "net.ipv4.tcp_keepalive_intvl",
-    "net.ipv4.tcp_keepalive_probes", "net.ipv4.tcp_retries2", "net.ipv4.tcp_congestion_control",
-    "net.core.default_qdisc", "net.ipv4.tcp_window_scaling", "net.ipv4.tcp_timestamps", "net.ipv4.tcp_sack",
-    "net.ipv4.tcp_fastopen", "net.ipv4.tcp_mtu_probing", "net.ipv4.tcp_slow_start_after_idle",
-    "net.ipv4.tcp_notsent_lowat", "net.ipv4.ip_local_port_range", "net.ipv4.ip_local_reserved_ports",
-    "net.ipv4.ip_unprivileged_port_start", "fs.file-max", "fs.nr_open", "net.ipv4.tcp_tw_recycle",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_max_tw_buckets",
+    "net.ipv4.tcp_max_orphans",
+    "net.ipv4.tcp_orphan_retries",
+    "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
+    "net.ipv4.tcp_mem",
+    "net.core.rmem_max",
+    "net.core.wmem_max",
+    "net.core.rmem_default",
+    "net.core.wmem_default",
+    "net.core.optmem_max",
+    "net.core.somaxconn",
+    "net.ipv4.tcp_max_syn_backlog",
+    "net.core.netdev_max_backlog",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.tcp_abort_on_overflow",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_retries2",
+    "net.ipv4.tcp_congestion_control",
+    "net.core.default_qdisc",
+    "net.ipv4.tcp_window_scaling",
+    "net.ipv4.tcp_timestamps",
+    "net.ipv4.tcp_sack",
+    "net.ipv4.tcp_fastopen",
+    "net.ipv4.tcp_mtu_probing",
+    "net.ipv4.tcp_slow_start_after_idle",
+    "net.ipv4.tcp_notsent_lowat",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.ip_unprivileged_port_start",
+    "fs.file-max",
+    "fs.nr_open",
+    "net.ipv4.tcp_tw_recycle",
 ]
 
 
@@ -55,8 +82,15 @@ def test_entry_is_complete(key: catalog.Key) -> None:
 
 
 def test_host_wide_keys_are_marked_global() -> None:
-    for name in ("net.core.rmem_max", "net.core.wmem_max", "net.ipv4.tcp_mem", "net.core.netdev_max_backlog",
-                 "net.core.default_qdisc", "fs.file-max", "fs.nr_open"):
+    for name in (
+        "net.core.rmem_max",
+        "net.core.wmem_max",
+        "net.ipv4.tcp_mem",
+        "net.core.netdev_max_backlog",
+        "net.core.default_qdisc",
+        "fs.file-max",
+        "fs.nr_open",
+    ):
         assert catalog.get(name).scope == "global", name  # type: ignore[union-attr]
     for name in ("net.ipv4.tcp_fin_timeout", "net.core.somaxconn", "net.ipv4.ip_local_port_range"):
         assert catalog.get(name).scope == "netns", name  # type: ignore[union-attr]

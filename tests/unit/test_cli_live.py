@@ -18,8 +18,12 @@ settings:
   net.ipv4.tcp_rmem: "4096 131072 6291456"
   net.core.somaxconn: 8192
 """
-LIVE = {"net/ipv4/tcp_fin_timeout": "60", "net/ipv4/tcp_rmem": "4096\t131072\t6291456",
-        "net/core/somaxconn": "4096", "net/ipv4/tcp_tw_reuse": "2"}
+LIVE = {
+    "net/ipv4/tcp_fin_timeout": "60",
+    "net/ipv4/tcp_rmem": "4096\t131072\t6291456",
+    "net/core/somaxconn": "4096",
+    "net/ipv4/tcp_tw_reuse": "2",
+}
 
 
 class Env:
@@ -85,8 +89,9 @@ def test_diff_of_an_invalid_profile_exits_1(env: Env, capsys: pytest.CaptureFixt
     assert "out of range" in capsys.readouterr().err
 
 
-def test_diff_without_a_profile_before_any_apply_says_how_to_start(env: Env,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_diff_without_a_profile_before_any_apply_says_how_to_start(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["diff"]) == EXIT_ERROR
     err = capsys.readouterr().err
     assert "no applied profile" in err and "tcptune apply" in err
@@ -107,7 +112,8 @@ def test_dry_run_prints_the_plan_and_changes_nothing(env: Env, capsys: pytest.Ca
 
 
 def test_apply_then_diff_is_clean_and_a_bare_diff_uses_the_applied_profile(
-        env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["apply", "--yes", str(env.profile)]) == EXIT_OK
     assert env.live("net/ipv4/tcp_fin_timeout") == "15"
     assert "# profile: tt3-web" in env.own.read_text()
@@ -132,8 +138,7 @@ def test_apply_json_output(env: Env, capsys: pytest.CaptureFixture[str]) -> None
     assert data["applied"] is True and sorted(data["written"]) == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
 
 
-def test_no_persist_leaves_sysctl_d_alone_and_diff_reports_it(env: Env,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_no_persist_leaves_sysctl_d_alone_and_diff_reports_it(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["apply", "--yes", "--no-persist", str(env.profile)]) == EXIT_OK
     assert not env.own.exists()
     assert run(["diff", str(env.profile)]) == EXIT_DRIFT
@@ -177,8 +182,12 @@ def test_history_and_rollback(env: Env, capsys: pytest.CaptureFixture[str]) -> N
 
 
 def test_an_interrupted_apply_is_announced_by_every_command(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    journal = StateDir(str(env.state)).begin("apply", profile={"name": "tt3-web"}, proc_root=str(env.proc),
-                                             changes=[{"key": "net.core.somaxconn", "old": "4096", "new": "8"}])
+    journal = StateDir(str(env.state)).begin(
+        "apply",
+        profile={"name": "tt3-web"},
+        proc_root=str(env.proc),
+        changes=[{"key": "net.core.somaxconn", "old": "4096", "new": "8"}],
+    )
     journal.update(pid=2**22 + 11)
     env.proc.joinpath("net/core/somaxconn").write_text("8\n")
     for argv in (["explain", "tcp_fin_timeout"], ["history"], ["diff", str(env.profile)]):
@@ -192,8 +201,9 @@ def test_an_interrupted_apply_is_announced_by_every_command(env: Env, capsys: py
     assert "was interrupted" not in capsys.readouterr().err
 
 
-def test_apply_on_the_real_kernel_as_non_root_fails_up_front(env: Env, monkeypatch: pytest.MonkeyPatch,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_on_the_real_kernel_as_non_root_fails_up_front(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("TCPTUNE_PROC_ROOT", "/proc/sys")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR
@@ -230,13 +240,17 @@ def test_an_interrupted_apply_with_a_reused_pid_is_announced(env: Env, capsys: p
     assert "was interrupted" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("record", "says"), [
-    ({"profile": "x"}, "'profile' must be an object"),
-    ({"profile": {"name": "x", "values": [1, 2]}}, "profile.values must be an object"),
-    ({"profile": {"name": "x", "values": {"../../etc/passwd": "1"}}}, "not a sysctl key name"),
-])
-def test_a_bare_diff_with_a_malformed_last_applied_record_is_an_error(env: Env, capsys: pytest.CaptureFixture[str],
-                                                                      record: object, says: str) -> None:
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ({"profile": "x"}, "'profile' must be an object"),
+        ({"profile": {"name": "x", "values": [1, 2]}}, "profile.values must be an object"),
+        ({"profile": {"name": "x", "values": {"../../etc/passwd": "1"}}}, "not a sysctl key name"),
+    ],
+)
+def test_a_bare_diff_with_a_malformed_last_applied_record_is_an_error(
+    env: Env, capsys: pytest.CaptureFixture[str], record: object, says: str
+) -> None:
     env.state.mkdir()
     (env.state / "last-applied.json").write_text(json.dumps(record))
     assert run(["diff"]) == EXIT_ERROR
@@ -244,8 +258,9 @@ def test_a_bare_diff_with_a_malformed_last_applied_record_is_an_error(env: Env, 
     assert f"{env.state / 'last-applied.json'}: malformed last-applied record" in err and says in err
 
 
-def test_apply_that_cannot_record_last_applied_succeeds_with_a_warning(env: Env,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_apply_that_cannot_record_last_applied_succeeds_with_a_warning(
+    env: Env, capsys: pytest.CaptureFixture[str]
+) -> None:
     (env.state / "last-applied.json").mkdir(parents=True, mode=0o700)
     env.state.chmod(0o700)
     assert run(["apply", "--yes", str(env.profile)]) == EXIT_OK
@@ -254,18 +269,24 @@ def test_apply_that_cannot_record_last_applied_succeeds_with_a_warning(env: Env,
     assert env.live("net/ipv4/tcp_fin_timeout") == "15" and env.own.exists()
 
 
-@pytest.mark.parametrize(("root", "says"), [("", "--proc-root must not be empty"),
-                                            ("/nonexistent-tcptune", "--proc-root /nonexistent-tcptune: no such "
-                                                                     "directory")])
-def test_diff_and_apply_reject_an_empty_or_missing_proc_root(env: Env, capsys: pytest.CaptureFixture[str], root: str,
-                                                             says: str) -> None:
+@pytest.mark.parametrize(
+    ("root", "says"),
+    [
+        ("", "--proc-root must not be empty"),
+        ("/nonexistent-tcptune", "--proc-root /nonexistent-tcptune: no such directory"),
+    ],
+)
+def test_diff_and_apply_reject_an_empty_or_missing_proc_root(
+    env: Env, capsys: pytest.CaptureFixture[str], root: str, says: str
+) -> None:
     for argv in (["diff", str(env.profile)], ["apply", "--yes", str(env.profile)]):
         assert run([*argv, "--proc-root", root]) == EXIT_ERROR, argv
         assert says in capsys.readouterr().err
 
 
-def test_rollback_restores_the_file_in_the_sysctl_dir_it_is_given(env: Env, tmp_path: Path,
-                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_rollback_restores_the_file_in_the_sysctl_dir_it_is_given(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     elsewhere = tmp_path / "elsewhere"
     assert run(["apply", "--yes", "--sysctl-dir", str(elsewhere), str(env.profile)]) == EXIT_OK
     assert (elsewhere / "90-tcptune.conf").exists()

@@ -117,8 +117,16 @@ def test_explain_list_covers_catalog(capsys: pytest.CaptureFixture[str]) -> None
 def test_profiles_lists_library(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["profiles", "--format", "json"]) == EXIT_OK
     names = {p["name"] for p in json.loads(capsys.readouterr().out)}
-    assert {"base", "web-server", "reverse-proxy", "database", "high-bandwidth-10g", "high-bandwidth-100g",
-            "low-latency", "container-safe"} <= names
+    assert {
+        "base",
+        "web-server",
+        "reverse-proxy",
+        "database",
+        "high-bandwidth-10g",
+        "high-bandwidth-100g",
+        "low-latency",
+        "container-safe",
+    } <= names
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

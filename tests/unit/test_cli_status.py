@@ -42,16 +42,23 @@ def test_status_text_has_bars_limits_and_breakdowns(capsys: pytest.CaptureFixtur
     assert "source: /proc/net/tcp (--source proc)" in out
     assert "ESTABLISHED" in out and "█" in out
     assert "tcp_max_orphans not readable here" in out
-    for heading in ("By port", "Outgoing connections per remote endpoint", "By remote address", "Listeners",
-                    "Kernel counters"):
+    for heading in (
+        "By port",
+        "Outgoing connections per remote endpoint",
+        "By remote address",
+        "Listeners",
+        "Kernel counters",
+    ):
         assert heading in out
     assert "\x1b[" not in out  # no colour when piped
 
 
 def test_status_port_filter_keeps_only_that_port(capsys: pytest.CaptureFixture[str]) -> None:
     data = _json(capsys, "status", "--port", "7001")
-    assert data["by_port"] == [{"port": 7001, "direction": "out", "total": 7, "states": {"TIME_WAIT": 7}},
-                               {"port": 7001, "direction": "in", "total": 1, "states": {"LISTEN": 1}}]
+    assert data["by_port"] == [
+        {"port": 7001, "direction": "out", "total": 7, "states": {"TIME_WAIT": 7}},
+        {"port": 7001, "direction": "in", "total": 1, "states": {"LISTEN": 1}},
+    ]
 
 
 def test_status_prometheus_is_textfile_format_bounded_by_top(capsys: pytest.CaptureFixture[str]) -> None:
@@ -59,8 +66,16 @@ def test_status_prometheus_is_textfile_format_bounded_by_top(capsys: pytest.Capt
     out = capsys.readouterr().out
     assert 'tcptune_sockets{state="time_wait"} 7' in out
     assert "# TYPE tcptune_sockets gauge" in out and "# HELP tcptune_sockets " in out
-    assert len({line.split('port="')[1].split('"')[0] + line.split('direction="')[1][:3]
-                for line in out.splitlines() if line.startswith("tcptune_sockets_by_port{")}) == 2
+    assert (
+        len(
+            {
+                line.split('port="')[1].split('"')[0] + line.split('direction="')[1][:3]
+                for line in out.splitlines()
+                if line.startswith("tcptune_sockets_by_port{")
+            }
+        )
+        == 2
+    )
     assert 'tcptune_kernel_counter_total{group="TcpExt",name="ListenOverflows"}' in out
     assert "tcptune_orphans_max" not in out  # unreadable inside a namespace: no sample rather than a fake 0
     families = [line.split()[2] for line in out.splitlines() if line.startswith("# TYPE")]
@@ -97,8 +112,9 @@ def test_status_watch_rejects_non_positive_seconds(seconds: str, capsys: pytest.
     assert "--watch" in capsys.readouterr().err
 
 
-def test_status_watch_ends_cleanly_on_ctrl_c(monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_watch_ends_cleanly_on_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import time
 
     def interrupt(_seconds: float) -> None:
@@ -112,17 +128,20 @@ def test_status_watch_ends_cleanly_on_ctrl_c(monkeypatch: pytest.MonkeyPatch,
 def test_status_does_not_load_rich_jinja_or_ansible() -> None:
     import subprocess
 
-    probe = ("import sys, io, contextlib\n"
-             "from tcptune.cli import run\n"
-             "with contextlib.redirect_stdout(io.StringIO()):\n"
-             f"    assert run(['status', *{TREES!r}]) == 0\n"
-             "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'jinja2', 'ansible', 'ansible_runner'}))")
+    probe = (
+        "import sys, io, contextlib\n"
+        "from tcptune.cli import run\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    assert run(['status', *{TREES!r}]) == 0\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'jinja2', 'ansible', 'ansible_runner'}))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
-def test_status_missing_proc_net_is_an_error_not_a_traceback(tmp_path: Path,
-                                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_status_missing_proc_net_is_an_error_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["status", "--source", "proc", "--proc-net", str(tmp_path)]) == EXIT_ERROR
     err = capsys.readouterr().err
     assert "tcptune: error:" in err and "Traceback" not in err
@@ -156,8 +175,9 @@ def test_recommend_on_a_quiet_host_says_so(capsys: pytest.CaptureFixture[str]) -
     assert "No findings" in capsys.readouterr().out
 
 
-def test_recommend_write_produces_a_valid_profile_extending_base(tmp_path: Path,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_write_produces_a_valid_profile_extending_base(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "from-evidence.yaml"
     assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target)]) == EXIT_OK
     assert f"wrote {target}" in capsys.readouterr().out
@@ -168,8 +188,7 @@ def test_recommend_write_produces_a_valid_profile_extending_base(tmp_path: Path,
     assert not list(tmp_path.glob(".tcptune-*"))  # neither the validation probe nor a temp file is left
 
 
-def test_recommend_write_refuses_to_overwrite_without_force(tmp_path: Path,
-                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_write_refuses_to_overwrite_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "mine.yaml"
     target.write_text("keep me\n")
     assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target)]) == EXIT_ERROR
@@ -178,15 +197,18 @@ def test_recommend_write_refuses_to_overwrite_without_force(tmp_path: Path,
     assert "tcp_fin_timeout" in target.read_text()
 
 
-def test_recommend_write_extends_a_base_file_by_relative_path(tmp_path: Path,
-                                                              capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_write_extends_a_base_file_by_relative_path(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     (tmp_path / "profiles").mkdir()
     parent = tmp_path / "profiles" / "edge.yaml"
     parent.write_text("name: edge\nextends: base\nsettings:\n  net.core.somaxconn: 8192\n")
     (tmp_path / "out").mkdir()
     target = tmp_path / "out" / "next.yaml"
-    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target),
-                "--base", str(parent)]) == EXIT_OK
+    assert (
+        run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target), "--base", str(parent)])
+        == EXIT_OK
+    )
     capsys.readouterr()
     assert "extends: ../profiles/edge.yaml\n" in target.read_text()
     assert run(["show", str(target), "--format", "json"]) == EXIT_OK
@@ -194,24 +216,39 @@ def test_recommend_write_extends_a_base_file_by_relative_path(tmp_path: Path,
     assert shown["chain"] == ["base", "edge", "next"]
 
 
-def test_recommend_write_with_a_missing_base_fails_and_writes_nothing(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_write_with_a_missing_base_fails_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     target = tmp_path / "x.yaml"
-    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(target),
-                "--base", "no-such-profile"]) == EXIT_ERROR
+    assert (
+        run(
+            [
+                "recommend",
+                *TREES,
+                "--min-sockets",
+                "3",
+                "--no-owners",
+                "--write",
+                str(target),
+                "--base",
+                "no-such-profile",
+            ]
+        )
+        == EXIT_ERROR
+    )
     assert "no-such-profile" in capsys.readouterr().err
     assert not target.exists() and not list(tmp_path.glob(".tcptune-*"))
 
 
-def test_recommend_write_without_suggestions_writes_nothing(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_write_without_suggestions_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     target = tmp_path / "x.yaml"
     assert run(["recommend", *TREES, "--write", str(target)]) == EXIT_OK
     assert "not written" in capsys.readouterr().err and not target.exists()
 
 
-def test_recommend_sample_reports_the_window(monkeypatch: pytest.MonkeyPatch,
-                                             capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_sample_reports_the_window(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import time
 
     monkeypatch.setattr(time, "sleep", lambda _s: None)
@@ -224,8 +261,9 @@ def test_recommend_sample_reports_the_window(monkeypatch: pytest.MonkeyPatch,
 
 
 @pytest.mark.parametrize(("where", "says"), [("nodir/x.prom", "no such directory"), (".", "it is a directory")])
-def test_status_output_to_an_unusable_path_is_one_line_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                                where: str, says: str) -> None:
+def test_status_output_to_an_unusable_path_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str, says: str
+) -> None:
     path = tmp_path / where
     assert run(["status", *TREES, "--format", "prometheus", "-o", str(path)]) == EXIT_ERROR
     err = capsys.readouterr().err
@@ -233,8 +271,9 @@ def test_status_output_to_an_unusable_path_is_one_line_naming_it(tmp_path: Path,
     assert len(err.strip().splitlines()) == 1
 
 
-def test_recommend_write_into_a_missing_directory_is_one_line_naming_it(tmp_path: Path,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+def test_recommend_write_into_a_missing_directory_is_one_line_naming_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = tmp_path / "nodir" / "r.yaml"
     assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--write", str(path)]) == EXIT_ERROR
     err = capsys.readouterr().err
@@ -242,13 +281,16 @@ def test_recommend_write_into_a_missing_directory_is_one_line_naming_it(tmp_path
 
 
 def test_recommend_write_to_a_directory_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--force", "--write",
-                str(tmp_path)]) == EXIT_ERROR
+    assert (
+        run(["recommend", *TREES, "--min-sockets", "3", "--no-owners", "--force", "--write", str(tmp_path)])
+        == EXIT_ERROR
+    )
     assert "it is a directory" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("root", "says"), [("", "--proc-root must not be empty"), ("/nonexistent-tcptune",
-                                                                                    "no such directory")])
+@pytest.mark.parametrize(
+    ("root", "says"), [("", "--proc-root must not be empty"), ("/nonexistent-tcptune", "no such directory")]
+)
 def test_status_rejects_an_empty_or_missing_proc_root(root: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["status", "--source", "proc", "--proc-net", str(FIXTURES), "--proc-root", root]) == EXIT_ERROR
     assert says in capsys.readouterr().err

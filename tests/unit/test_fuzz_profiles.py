@@ -15,8 +15,9 @@ from tcptune.profile import load_profile
 from tcptune.validate import validate
 
 KEYS = [k.name for k in catalog.all_keys()] + ["tcp_fin_timeout", "../x", "net.ipv4.nope", "a b"]
-scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
-                    st.text(max_size=30))
+scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True), st.text(max_size=30)
+)
 values = st.one_of(scalars, st.lists(scalars, max_size=4), st.dictionaries(st.text(max_size=5), scalars, max_size=2))
 documents = st.dictionaries(
     st.sampled_from(["name", "description", "extends", "settings", "bogus"]),
@@ -30,7 +31,8 @@ def check(text: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "fuzz.yaml"
         path.write_text(text, encoding="utf-8", errors="surrogatepass") if False else path.write_bytes(
-            text.encode("utf-8", errors="replace"))
+            text.encode("utf-8", errors="replace")
+        )
         try:
             verdict = validate(load_profile(path))
         except ProfileError as exc:
@@ -53,7 +55,36 @@ def test_random_profile_shapes_never_crash(document: dict[str, object]) -> None:
 
 
 @FUZZ
-@given(st.lists(st.sampled_from(["{", "}", "[", "]", ":", "-", " ", "\n", "&a", "*a", "!!str", "'", '"', "#",
-                                 "settings", "tcp_rmem", "1", "?", "|", ">", "\t", "%YAML 1.2"]), max_size=60))
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "{",
+                "}",
+                "[",
+                "]",
+                ":",
+                "-",
+                " ",
+                "\n",
+                "&a",
+                "*a",
+                "!!str",
+                "'",
+                '"',
+                "#",
+                "settings",
+                "tcp_rmem",
+                "1",
+                "?",
+                "|",
+                ">",
+                "\t",
+                "%YAML 1.2",
+            ]
+        ),
+        max_size=60,
+    )
+)
 def test_yaml_punctuation_soup_never_crashes(tokens: list[str]) -> None:
     check("".join(tokens))

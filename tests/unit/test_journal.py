@@ -79,10 +79,13 @@ def test_a_pending_journal_whose_pid_was_reused_is_still_interrupted(tmp_path: P
 def test_a_pending_journal_is_not_interrupted_while_another_process_holds_the_lock(tmp_path: Path) -> None:
     state = StateDir(str(tmp_path))
     journal = state.begin("apply")
-    holder = ("import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
-              "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)")
-    with subprocess.Popen([sys.executable, "-c", holder, str(tmp_path / "lock")], stdout=subprocess.PIPE,
-                          text=True) as child:
+    holder = (
+        "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600); "
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(30)"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", holder, str(tmp_path / "lock")], stdout=subprocess.PIPE, text=True
+    ) as child:
         try:
             assert child.stdout is not None and child.stdout.readline().strip() == "locked"
             assert state.lock_is_held()
@@ -139,24 +142,35 @@ def write_journal(state: StateDir, name: str, data: object) -> Path:
     return path
 
 
-GOOD = {"id": "20240101-000000-abcd", "kind": "apply", "status": "complete", "started": "2024-01-01T00:00:00Z",
-        "pid": 1, "profile": {"name": "p"}, "changes": [{"key": "net.core.somaxconn", "old": "4096", "new": "8"}]}
+GOOD = {
+    "id": "20240101-000000-abcd",
+    "kind": "apply",
+    "status": "complete",
+    "started": "2024-01-01T00:00:00Z",
+    "pid": 1,
+    "profile": {"name": "p"},
+    "changes": [{"key": "net.core.somaxconn", "old": "4096", "new": "8"}],
+}
 
 
-@pytest.mark.parametrize(("change", "what"), [
-    ({"status": None}, "'status' must be one of"),
-    ({"changes": 5}, "'changes' must be a list"),
-    ({"profile": "x"}, "'profile' must be an object"),
-    ({"changes": [{"key": "net.core.somaxconn", "old": [5], "new": "8"}]}, "changes[0].old must be a string"),
-    ({"changes": [{"key": "../../etc/passwd", "old": "1", "new": "2"}]}, "changes[0].key"),
-    ({"changes": ["x"]}, "changes[0] must be an object"),
-    ({"persist": {"path": 5}}, "persist.path must be a string"),
-    ({"pid": "1"}, "'pid' must be an integer"),
-    ({"id": ""}, "'id' must be a non-empty string"),
-    ({"desired": {"name": "p", "values": [1, 2]}}, "desired.values must be an object"),
-])
-def test_a_malformed_journal_is_refused_naming_the_file_and_field(tmp_path: Path, change: dict[str, object],
-                                                                 what: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        ({"status": None}, "'status' must be one of"),
+        ({"changes": 5}, "'changes' must be a list"),
+        ({"profile": "x"}, "'profile' must be an object"),
+        ({"changes": [{"key": "net.core.somaxconn", "old": [5], "new": "8"}]}, "changes[0].old must be a string"),
+        ({"changes": [{"key": "../../etc/passwd", "old": "1", "new": "2"}]}, "changes[0].key"),
+        ({"changes": ["x"]}, "changes[0] must be an object"),
+        ({"persist": {"path": 5}}, "persist.path must be a string"),
+        ({"pid": "1"}, "'pid' must be an integer"),
+        ({"id": ""}, "'id' must be a non-empty string"),
+        ({"desired": {"name": "p", "values": [1, 2]}}, "desired.values must be an object"),
+    ],
+)
+def test_a_malformed_journal_is_refused_naming_the_file_and_field(
+    tmp_path: Path, change: dict[str, object], what: str
+) -> None:
     state = StateDir(str(tmp_path))
     data = {k: v for k, v in {**GOOD, **change}.items() if v is not None}
     path = write_journal(state, "20240101-000000-abcd.json", data)
@@ -189,13 +203,16 @@ def test_malformed_journals_can_be_skipped_and_reported(tmp_path: Path) -> None:
     assert len(seen) == 1 and "bad.pending.json: malformed journal" in seen[0]
 
 
-@pytest.mark.parametrize(("record", "what"), [
-    ({"profile": "x"}, "'profile' must be an object"),
-    ({"profile": {"name": "x", "values": [1, 2]}}, "profile.values must be an object"),
-    ({"profile": {"name": "x", "values": {"../etc/passwd": "1"}}}, "not a sysctl key name"),
-    ({"profile": {"name": "x", "values": {"a.b": {"c": 1}}}}, "must be a string"),
-    ([], "not a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("record", "what"),
+    [
+        ({"profile": "x"}, "'profile' must be an object"),
+        ({"profile": {"name": "x", "values": [1, 2]}}, "profile.values must be an object"),
+        ({"profile": {"name": "x", "values": {"../etc/passwd": "1"}}}, "not a sysctl key name"),
+        ({"profile": {"name": "x", "values": {"a.b": {"c": 1}}}}, "must be a string"),
+        ([], "not a JSON object"),
+    ],
+)
 def test_a_malformed_last_applied_record_is_refused(tmp_path: Path, record: object, what: str) -> None:
     state = StateDir(str(tmp_path))
     Path(state.last_applied_path).write_text(json.dumps(record))

@@ -11,8 +11,12 @@ from tcptune.live import LiveValue, ProcSys, WriteFailed, order_writes, write_al
 
 @pytest.fixture
 def proc(tmp_path: Path) -> ProcSys:
-    values = {"net/ipv4/tcp_fin_timeout": "60", "net/ipv4/tcp_rmem": "4096\t131072\t6291456",
-              "net/core/somaxconn": "4096", "net/ipv4/tcp_tw_reuse": "2"}
+    values = {
+        "net/ipv4/tcp_fin_timeout": "60",
+        "net/ipv4/tcp_rmem": "4096\t131072\t6291456",
+        "net/core/somaxconn": "4096",
+        "net/ipv4/tcp_tw_reuse": "2",
+    }
     for rel, text in values.items():
         path = tmp_path / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -36,8 +40,21 @@ class FailingProc(ProcSys):
         super().write(key, text)
 
 
-@pytest.mark.parametrize("key", ["../etc/passwd", "/etc/passwd", "net..ipv4", "net.ipv4.", ".net", "net/../../x",
-                                 "net.ipv4.tcp fin", "net.ipv4.tcp_fin_timeout\n", "", "net.-x"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../etc/passwd",
+        "/etc/passwd",
+        "net..ipv4",
+        "net.ipv4.",
+        ".net",
+        "net/../../x",
+        "net.ipv4.tcp fin",
+        "net.ipv4.tcp_fin_timeout\n",
+        "",
+        "net.-x",
+    ],
+)
 def test_path_rejects_anything_but_plain_keys(proc: ProcSys, key: str) -> None:
     with pytest.raises(ValueError):
         proc.path(key)
@@ -90,8 +107,9 @@ def test_write_refuses_newlines(proc: ProcSys) -> None:
 
 def test_write_all_writes_in_order_and_calls_the_journal_hook_first(proc: ProcSys) -> None:
     seen: list[str] = []
-    outcome = write_all(proc, [("net.core.somaxconn", "8", "4096"), ("net.ipv4.tcp_fin_timeout", "15", "60")],
-                        before_each=seen.append)
+    outcome = write_all(
+        proc, [("net.core.somaxconn", "8", "4096"), ("net.ipv4.tcp_fin_timeout", "15", "60")], before_each=seen.append
+    )
     assert outcome.ok and outcome.applied == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
     assert seen == outcome.applied
     assert proc.read("net.ipv4.tcp_fin_timeout").text == "15"
@@ -99,8 +117,12 @@ def test_write_all_writes_in_order_and_calls_the_journal_hook_first(proc: ProcSy
 
 def test_write_all_restores_written_keys_newest_first_on_failure(tmp_path: Path, proc: ProcSys) -> None:
     failing = FailingProc(str(tmp_path), {"net.ipv4.tcp_tw_reuse": "read-only"})
-    changes = [("net.core.somaxconn", "8", "4096"), ("net.ipv4.tcp_fin_timeout", "15", "60"),
-               ("net.ipv4.tcp_tw_reuse", "1", "2"), ("net.ipv4.tcp_rmem", "1 2 3", "4096\t131072\t6291456")]
+    changes = [
+        ("net.core.somaxconn", "8", "4096"),
+        ("net.ipv4.tcp_fin_timeout", "15", "60"),
+        ("net.ipv4.tcp_tw_reuse", "1", "2"),
+        ("net.ipv4.tcp_rmem", "1 2 3", "4096\t131072\t6291456"),
+    ]
     outcome = write_all(failing, changes)
     assert outcome.failed == ("net.ipv4.tcp_tw_reuse", "read-only", "refused (read-only)")
     assert outcome.applied == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
@@ -169,8 +191,9 @@ def test_a_value_longer_than_a_page_is_read_whole(proc: ProcSys, tmp_path: Path)
     assert proc.read("net.core.long").text == long
 
 
-def test_a_value_over_the_cap_is_unreadable_never_truncated(proc: ProcSys, tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_value_over_the_cap_is_unreadable_never_truncated(
+    proc: ProcSys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr("tcptune.live.MAX_VALUE_BYTES", 100)
     (tmp_path / "net/core/long").write_text("x" * 101)
     value = proc.read("net.core.long")
@@ -180,10 +203,16 @@ def test_a_value_over_the_cap_is_unreadable_never_truncated(proc: ProcSys, tmp_p
 
 
 def test_order_writes_lowers_the_unprivileged_start_first_and_raises_it_last() -> None:
-    lower = [("net.ipv4.ip_local_port_range", "1000 2000", "32768 60999"),
-             ("net.core.somaxconn", "8", "4096"), ("net.ipv4.ip_unprivileged_port_start", "500", "1024")]
+    lower = [
+        ("net.ipv4.ip_local_port_range", "1000 2000", "32768 60999"),
+        ("net.core.somaxconn", "8", "4096"),
+        ("net.ipv4.ip_unprivileged_port_start", "500", "1024"),
+    ]
     assert [k for k, _, _ in order_writes(lower)] == [
-        "net.ipv4.ip_unprivileged_port_start", "net.core.somaxconn", "net.ipv4.ip_local_port_range"]
+        "net.ipv4.ip_unprivileged_port_start",
+        "net.core.somaxconn",
+        "net.ipv4.ip_local_port_range",
+    ]
     raise_ = [("net.ipv4.ip_unprivileged_port_start", "2000", "1024"), ("net.core.somaxconn", "8", "4096")]
     assert [k for k, _, _ in order_writes(raise_)] == ["net.core.somaxconn", "net.ipv4.ip_unprivileged_port_start"]
     assert order_writes([("b", "1", "2"), ("a", "1", "2")]) == [("a", "1", "2"), ("b", "1", "2")]
@@ -211,8 +240,9 @@ def test_write_all_decides_a_moved_failing_key_with_the_given_comparison(proc: P
     assert normalised.writes == [("net.core.somaxconn", "8")]  # same value: nothing to put back
 
 
-def test_non_root_diff_judges_writability_as_root_would(proc: ProcSys, tmp_path: Path,
-                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_non_root_diff_judges_writability_as_root_would(
+    proc: ProcSys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A non-root `diff` must not call every differing key read-only: it asks whether root could write it."""
     (tmp_path / "net/core/rmem_max").write_text("212992\n")
     (tmp_path / "net/core/rmem_max").chmod(0o444)  # how the kernel shows host-wide keys in a child netns

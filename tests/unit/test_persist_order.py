@@ -24,8 +24,12 @@ def test_files_are_applied_in_file_name_order_regardless_of_directory(tmp_path: 
     write(tmp_path, "/run/sysctl.d/60-run.conf", "")
     write(tmp_path, "/usr/local/lib/sysctl.d/55-local.conf", "")
     names = [os.path.relpath(f, tmp_path) for f in persist.config_files(str(tmp_path))]
-    assert names == ["etc/sysctl.d/20-admin.conf", "usr/lib/sysctl.d/50-default.conf",
-                     "usr/local/lib/sysctl.d/55-local.conf", "run/sysctl.d/60-run.conf"]
+    assert names == [
+        "etc/sysctl.d/20-admin.conf",
+        "usr/lib/sysctl.d/50-default.conf",
+        "usr/local/lib/sysctl.d/55-local.conf",
+        "run/sysctl.d/60-run.conf",
+    ]
 
 
 def test_same_file_name_the_earlier_directory_wins(tmp_path: Path) -> None:
@@ -66,15 +70,18 @@ def test_keys_not_asked_for_are_left_out(tmp_path: Path) -> None:
     assert set(persist.boot_values(str(tmp_path), ["net.core.somaxconn"])) == {"net.core.somaxconn"}
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("net.core.somaxconn = 4096", ("net.core.somaxconn", "4096", False)),
-    ("net.core.somaxconn=4096", ("net.core.somaxconn", "4096", False)),
-    ("  -net.core.somaxconn = 4096  ", ("net.core.somaxconn", "4096", True)),
-    ("net/core/somaxconn = 4096", ("net.core.somaxconn", "4096", False)),
-    ("net.ipv4.tcp_rmem = 4096\t87380   6291456", ("net.ipv4.tcp_rmem", "4096 87380 6291456", False)),
-    ("net/ipv4/conf/enp3s0.200/forwarding = 1", ("net.ipv4.conf.enp3s0/200.forwarding", "1", False)),
-    ("kernel.domainname = a=b", ("kernel.domainname", "a=b", False)),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("net.core.somaxconn = 4096", ("net.core.somaxconn", "4096", False)),
+        ("net.core.somaxconn=4096", ("net.core.somaxconn", "4096", False)),
+        ("  -net.core.somaxconn = 4096  ", ("net.core.somaxconn", "4096", True)),
+        ("net/core/somaxconn = 4096", ("net.core.somaxconn", "4096", False)),
+        ("net.ipv4.tcp_rmem = 4096\t87380   6291456", ("net.ipv4.tcp_rmem", "4096 87380 6291456", False)),
+        ("net/ipv4/conf/enp3s0.200/forwarding = 1", ("net.ipv4.conf.enp3s0/200.forwarding", "1", False)),
+        ("kernel.domainname = a=b", ("kernel.domainname", "a=b", False)),
+    ],
+)
 def test_parse_assignment_lines(line: str, expected: tuple[str, str, bool]) -> None:
     (entry,) = persist.parse_sysctl_text(line + "\n", "f.conf")
     assert (entry.key, entry.value, entry.ignore_errors) == expected

@@ -26,13 +26,16 @@ def ok(key: str, text: str, writable: bool = True) -> LiveValue:
     return LiveValue(key, text, "ok", writable)
 
 
-@pytest.mark.parametrize(("live", "desired"), [
-    ("4096\t131072\t6291456", "4096 131072 6291456"),
-    ("4096  131072 6291456 ", "4096 131072 6291456"),
-    ("032768\t60999", "32768 60999"),
-    ("bbr", "bbr"),
-    ("8080,9000-9100", "9000-9100,8080"),
-])
+@pytest.mark.parametrize(
+    ("live", "desired"),
+    [
+        ("4096\t131072\t6291456", "4096 131072 6291456"),
+        ("4096  131072 6291456 ", "4096 131072 6291456"),
+        ("032768\t60999", "32768 60999"),
+        ("bbr", "bbr"),
+        ("8080,9000-9100", "9000-9100,8080"),
+    ],
+)
 def test_kernel_formatting_is_not_drift(live: str, desired: str) -> None:
     result = plan({"k.x": desired}, {"k.x": ok("k.x", live)})
     assert result.up_to_date
@@ -46,14 +49,23 @@ def test_unchanged_keys_yield_no_change() -> None:
 
 
 def test_statuses_for_keys_that_cannot_be_written() -> None:
-    live = {"net.core.rmem_max": ok("net.core.rmem_max", "212992", writable=False),
-            "net.ipv4.tcp_mem": LiveValue("net.ipv4.tcp_mem", None, "missing", False),
-            "net.x.y": LiveValue("net.x.y", None, "unreadable", False, "not readable")}
-    result = plan({"net.core.rmem_max": "16777216", "net.ipv4.tcp_mem": "1 2 3", "net.x.y": "1", "net.q.z": "1"},
-                  live, scopes={"net.core.rmem_max": "global"})
+    live = {
+        "net.core.rmem_max": ok("net.core.rmem_max", "212992", writable=False),
+        "net.ipv4.tcp_mem": LiveValue("net.ipv4.tcp_mem", None, "missing", False),
+        "net.x.y": LiveValue("net.x.y", None, "unreadable", False, "not readable"),
+    }
+    result = plan(
+        {"net.core.rmem_max": "16777216", "net.ipv4.tcp_mem": "1 2 3", "net.x.y": "1", "net.q.z": "1"},
+        live,
+        scopes={"net.core.rmem_max": "global"},
+    )
     statuses = {k.key: k.status for k in result.keys}
-    assert statuses == {"net.core.rmem_max": "read-only", "net.ipv4.tcp_mem": "missing", "net.x.y": "unreadable",
-                        "net.q.z": "missing"}
+    assert statuses == {
+        "net.core.rmem_max": "read-only",
+        "net.ipv4.tcp_mem": "missing",
+        "net.x.y": "unreadable",
+        "net.q.z": "missing",
+    }
     assert result.changes == ()
     assert "set it on the host" in (result.keys[0].note or "")
     assert len(result.blocked) == 4
@@ -77,8 +89,11 @@ def test_lowering_the_unprivileged_start_writes_it_first() -> None:
 
 
 def test_raising_the_unprivileged_start_writes_it_last() -> None:
-    changes = [Change(UNPRIV, "1024", "2000"), Change(RANGE, "1500 60999", "32768 60999"),
-               Change("net.ipv4.tcp_fin_timeout", "60", "15")]
+    changes = [
+        Change(UNPRIV, "1024", "2000"),
+        Change(RANGE, "1500 60999", "32768 60999"),
+        Change("net.ipv4.tcp_fin_timeout", "60", "15"),
+    ]
     assert [c.key for c in order_changes(changes)][-1] == UNPRIV
 
 

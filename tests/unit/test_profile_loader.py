@@ -79,8 +79,11 @@ def test_deep_nesting_is_a_diagnostic_not_a_crash(tmp_path: Path) -> None:
 
 
 def test_every_problem_is_reported_not_just_the_first(tmp_path: Path) -> None:
-    path = write(tmp_path, "many.yaml", "colour: red\nsettings:\n  tcp_fin_timeout: -1\n  tcp_nope: 1\n"
-                                        "  net.ipv4.tcp_rmem: [1, 2]\n")
+    path = write(
+        tmp_path,
+        "many.yaml",
+        "colour: red\nsettings:\n  tcp_fin_timeout: -1\n  tcp_nope: 1\n  net.ipv4.tcp_rmem: [1, 2]\n",
+    )
     errors = validate(load_profile(path)).errors
     assert len(errors) == 4
     assert [e.location.line for e in errors] == [1, 3, 4, 5]
@@ -108,8 +111,10 @@ def test_numbers_follow_yaml_1_2_not_1_1(tmp_path: Path, written: str, expected:
 def test_yaml_1_1_oddities_stay_text_and_are_reported(tmp_path: Path, written: str) -> None:
     path = write(tmp_path, "p.yaml", f"settings:\n  tcp_fin_timeout: {written}\n")
     errors = validate(load_profile(path)).errors
-    assert [str(e) for e in errors] == [f"{path}:2:20: net.ipv4.tcp_fin_timeout: expected a number, got '{written}' "
-                                        "(a number of seconds, or with a unit: 30s, 2m, 1h)"]
+    assert [str(e) for e in errors] == [
+        f"{path}:2:20: net.ipv4.tcp_fin_timeout: expected a number, got '{written}' "
+        "(a number of seconds, or with a unit: 30s, 2m, 1h)"
+    ]
 
 
 def test_file_name_that_is_not_a_plain_name_needs_a_name_field(tmp_path: Path) -> None:

@@ -23,8 +23,9 @@ def test_ruff_is_clean() -> None:
 def test_builtin_profiles_validate_through_the_cli() -> None:
     profiles = sorted(str(p) for p in (ROOT / "profiles").glob("*.yaml"))
     assert len(profiles) >= 8
-    result = subprocess.run([sys.executable, "-m", "tcptune", "validate", "--strict", *profiles],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "tcptune", "validate", "--strict", *profiles], capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

@@ -52,8 +52,15 @@ def proc(tmp_path: Path) -> Path:
 
 
 def params(proc: Path, settings: dict, **extra: object) -> dict:
-    return {"settings": settings, "persist": True, "sysctl_file": str(proc.parent / "sysctl.d" / "90-tcptune.conf"),
-            "profile_name": "test", "fingerprint": "abc123", "proc_root": str(proc), **extra}
+    return {
+        "settings": settings,
+        "persist": True,
+        "sysctl_file": str(proc.parent / "sysctl.d" / "90-tcptune.conf"),
+        "profile_name": "test",
+        "fingerprint": "abc123",
+        "proc_root": str(proc),
+        **extra,
+    }
 
 
 def live(proc: Path, rel: str) -> str:
@@ -61,13 +68,22 @@ def live(proc: Path, rel: str) -> str:
 
 
 def test_writes_only_keys_that_differ_and_reports_before_and_after(proc: Path) -> None:
-    result, failure = mod.run(params(proc, {"net.ipv4.tcp_fin_timeout": "15", "net.core.somaxconn": 4096,
-                                            "net.ipv4.tcp_rmem": "4096 131072 6291456"}), False)
+    result, failure = mod.run(
+        params(
+            proc,
+            {"net.ipv4.tcp_fin_timeout": "15", "net.core.somaxconn": 4096, "net.ipv4.tcp_rmem": "4096 131072 6291456"},
+        ),
+        False,
+    )
     assert failure is None
     assert result["changed"] is True
     assert result["changed_keys"] == ["net.ipv4.tcp_fin_timeout"]
-    assert result["sysctls"]["net.ipv4.tcp_fin_timeout"] == {"before": "60", "after": "15", "desired": "15",
-                                                             "status": "changed"}
+    assert result["sysctls"]["net.ipv4.tcp_fin_timeout"] == {
+        "before": "60",
+        "after": "15",
+        "desired": "15",
+        "status": "changed",
+    }
     assert result["sysctls"]["net.ipv4.tcp_rmem"]["status"] == "ok"  # the kernel's tabs are not drift
     assert live(proc, "net/ipv4/tcp_fin_timeout") == "15"
     assert live(proc, "net/ipv4/tcp_rmem") == "4096\t131072\t6291456"  # untouched
@@ -100,8 +116,17 @@ def test_check_mode_reports_drift_and_writes_nothing(proc: Path) -> None:
     assert keys_diff["after"] == "net.ipv4.tcp_fin_timeout = 15\n"
 
 
-@pytest.mark.parametrize("key", ["../../etc/passwd", "net.ipv4..x", "net/ipv4/tcp_fin_timeout", "net.ipv4.tcp fin",
-                                 ".net.ipv4", "net.ipv4.tcp_fin_timeout\n"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "../../etc/passwd",
+        "net.ipv4..x",
+        "net/ipv4/tcp_fin_timeout",
+        "net.ipv4.tcp fin",
+        ".net.ipv4",
+        "net.ipv4.tcp_fin_timeout\n",
+    ],
+)
 def test_refuses_anything_but_a_plain_dotted_key_name(proc: Path, key: str) -> None:
     result, failure = mod.run(params(proc, {key: "1", "net.ipv4.tcp_fin_timeout": "15"}), False)
     assert failure and "not a sysctl key name" in failure
@@ -119,8 +144,21 @@ def test_key_names_are_checked_by_procsys_not_a_regex_of_its_own(proc: Path) -> 
     assert live(proc, "net/ipv4/tcp_fin_timeout") == "60"
 
 
-@pytest.mark.parametrize("value", ["15\nnet.core.somaxconn = 1", "1\x00", "1\x1b[2J", None, {"a": 1}, "", " ",
-                                   [1, "2\n"], [8080, "9000-9100"], [True, 2]])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "15\nnet.core.somaxconn = 1",
+        "1\x00",
+        "1\x1b[2J",
+        None,
+        {"a": 1},
+        "",
+        " ",
+        [1, "2\n"],
+        [8080, "9000-9100"],
+        [True, 2],
+    ],
+)
 def test_refuses_values_that_are_not_one_line(proc: Path, value: object) -> None:
     _, failure = mod.run(params(proc, {"net.ipv4.tcp_fin_timeout": value}), False)
     assert failure and "one line" in failure
@@ -145,14 +183,25 @@ def test_a_failed_write_puts_the_host_back_and_skips_the_file(proc: Path, monkey
             super().write(key, text)
 
     monkeypatch.setattr(mod, "ProcSys", Refusing)
-    p = params(proc, {"net.ipv4.tcp_fin_timeout": "15", "net.core.somaxconn": "1024", "net.ipv4.tcp_rmem": "1 2 3",
-                      "net.ipv4.tcp_keepalive_time": "600"})
+    p = params(
+        proc,
+        {
+            "net.ipv4.tcp_fin_timeout": "15",
+            "net.core.somaxconn": "1024",
+            "net.ipv4.tcp_rmem": "1 2 3",
+            "net.ipv4.tcp_keepalive_time": "600",
+        },
+    )
     result, failure = mod.run(p, False)
     assert failure and "every key written was put back" in failure
     assert result["failed_keys"] == {"net.ipv4.tcp_rmem": {"reason": "invalid", "message": "the kernel rejected it"}}
     statuses = {k: v["status"] for k, v in result["sysctls"].items()}
-    assert statuses == {"net.core.somaxconn": "restored", "net.ipv4.tcp_fin_timeout": "restored",
-                        "net.ipv4.tcp_keepalive_time": "restored", "net.ipv4.tcp_rmem": "failed"}
+    assert statuses == {
+        "net.core.somaxconn": "restored",
+        "net.ipv4.tcp_fin_timeout": "restored",
+        "net.ipv4.tcp_keepalive_time": "restored",
+        "net.ipv4.tcp_rmem": "failed",
+    }
     for rel, text in LIVE.items():
         assert live(proc, rel).split() == text.split(), rel
     assert result["changed"] is False
@@ -180,13 +229,23 @@ def test_default_fingerprint_is_a_hash_of_the_settings(proc: Path) -> None:
 
 
 def test_values_are_compared_and_written_in_canonical_form(proc: Path) -> None:
-    p = params(proc, {"net.ipv4.tcp_fin_timeout": "060", "net.ipv4.tcp_rmem": ["4096", " 131072", "+6291456"],
-                      "net.core.somaxconn": "  01024 "})
+    p = params(
+        proc,
+        {
+            "net.ipv4.tcp_fin_timeout": "060",
+            "net.ipv4.tcp_rmem": ["4096", " 131072", "+6291456"],
+            "net.core.somaxconn": "  01024 ",
+        },
+    )
     result, failure = mod.run(p, False)
     assert failure is None and result["changed_keys"] == ["net.core.somaxconn"]
     assert result["sysctls"]["net.ipv4.tcp_fin_timeout"]["status"] == "ok"
-    assert result["sysctls"]["net.ipv4.tcp_rmem"] == {"before": "4096 131072 6291456", "after": "4096 131072 6291456",
-                                                      "desired": "4096 131072 6291456", "status": "ok"}
+    assert result["sysctls"]["net.ipv4.tcp_rmem"] == {
+        "before": "4096 131072 6291456",
+        "after": "4096 131072 6291456",
+        "desired": "4096 131072 6291456",
+        "status": "ok",
+    }
     assert live(proc, "net/core/somaxconn") == "1024"
     assert "net.ipv4.tcp_fin_timeout = 60\n" in Path(p["sysctl_file"]).read_text()
 
@@ -240,8 +299,10 @@ def test_lowering_the_unprivileged_start_is_written_before_the_port_range(proc: 
     assert result["changed_keys"] == ["net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_port_range"]
     assert live(proc, START) == "500" and live(proc, RANGE) == "600 60999"
     # ... and raising it again writes the range first, the start last
-    result, failure = mod.run(params(proc, {"net.ipv4.ip_local_port_range": "32768 60999",
-                                            "net.ipv4.ip_unprivileged_port_start": 1024}), False)
+    result, failure = mod.run(
+        params(proc, {"net.ipv4.ip_local_port_range": "32768 60999", "net.ipv4.ip_unprivileged_port_start": 1024}),
+        False,
+    )
     assert failure is None, failure
     assert [k for k, _ in ports[-1].writes] == ["net.ipv4.ip_local_port_range", "net.ipv4.ip_unprivileged_port_start"]
     assert live(proc, START) == "1024" and live(proc, RANGE) == "32768 60999"
@@ -250,8 +311,12 @@ def test_lowering_the_unprivileged_start_is_written_before_the_port_range(proc: 
 def test_the_module_writes_in_the_order_the_cli_plans(proc: Path, ports: list) -> None:
     from tcptune import plan as cli_plan
 
-    settings = {"net.ipv4.ip_local_port_range": "600 60999", "net.ipv4.ip_unprivileged_port_start": "500",
-                "net.core.somaxconn": "1024", "net.ipv4.tcp_fin_timeout": "15"}
+    settings = {
+        "net.ipv4.ip_local_port_range": "600 60999",
+        "net.ipv4.ip_unprivileged_port_start": "500",
+        "net.core.somaxconn": "1024",
+        "net.ipv4.tcp_fin_timeout": "15",
+    }
     result, _ = mod.run(params(proc, settings), True)
     proc_sys = tcptune.live.ProcSys(str(proc))
     cli = cli_plan.plan(settings, proc_sys.read_many(settings))
@@ -259,13 +324,18 @@ def test_the_module_writes_in_the_order_the_cli_plans(proc: Path, ports: list) -
 
 
 def test_a_failure_after_lowering_puts_both_port_keys_back_in_a_valid_order(proc: Path, ports: list) -> None:
-    settings = {"net.ipv4.ip_local_port_range": "600 60999", "net.ipv4.ip_unprivileged_port_start": 500,
-                "net.ipv4.tcp_rmem": "1 2 3"}
+    settings = {
+        "net.ipv4.ip_local_port_range": "600 60999",
+        "net.ipv4.ip_unprivileged_port_start": 500,
+        "net.ipv4.tcp_rmem": "1 2 3",
+    }
     result, failure = mod.run(params(proc, settings), False)
     assert failure and "every key written was put back" in failure
     assert {k: v["status"] for k, v in result["sysctls"].items()} == {
-        "net.ipv4.ip_unprivileged_port_start": "restored", "net.ipv4.ip_local_port_range": "restored",
-        "net.ipv4.tcp_rmem": "failed"}
+        "net.ipv4.ip_unprivileged_port_start": "restored",
+        "net.ipv4.ip_local_port_range": "restored",
+        "net.ipv4.tcp_rmem": "failed",
+    }
     assert live(proc, START) == "1024" and live(proc, RANGE).split() == ["32768", "60999"]
 
 
@@ -302,7 +372,9 @@ def test_a_file_that_cannot_be_written_puts_the_live_values_back(proc: Path, mon
     assert failure and "live values put back" in failure
     assert result["changed"] is False and result["file_changed"] is False
     assert {k: v["status"] for k, v in result["sysctls"].items()} == {
-        "net.core.somaxconn": "restored", "net.ipv4.tcp_fin_timeout": "restored"}
+        "net.core.somaxconn": "restored",
+        "net.ipv4.tcp_fin_timeout": "restored",
+    }
     assert live(proc, "net/ipv4/tcp_fin_timeout") == "60" and live(proc, "net/core/somaxconn") == "4096"
 
 

@@ -66,27 +66,49 @@ def test_role_is_named_after_the_profile(role: Path) -> None:
 
 
 def test_role_has_every_part_of_a_complete_role(role: Path) -> None:
-    for rel in ("defaults/main.yml", "tasks/main.yml", "handlers/main.yml", "meta/main.yml",
-                "meta/argument_specs.yml", "README.md", "library/tcptune_sysctl.py",
-                "module_utils/tcptune_values.py", "module_utils/tcptune_persist.py", "module_utils/tcptune_live.py",
-                "molecule/default/molecule.yml", "molecule/default/create.yml", "molecule/default/destroy.yml",
-                "molecule/default/converge.yml", "molecule/default/verify.yml", "molecule/default/nshosts.py"):
+    for rel in (
+        "defaults/main.yml",
+        "tasks/main.yml",
+        "handlers/main.yml",
+        "meta/main.yml",
+        "meta/argument_specs.yml",
+        "README.md",
+        "library/tcptune_sysctl.py",
+        "module_utils/tcptune_values.py",
+        "module_utils/tcptune_persist.py",
+        "module_utils/tcptune_live.py",
+        "molecule/default/molecule.yml",
+        "molecule/default/create.yml",
+        "molecule/default/destroy.yml",
+        "molecule/default/converge.yml",
+        "molecule/default/verify.yml",
+        "molecule/default/nshosts.py",
+    ):
         assert (role / rel).is_file(), rel
 
 
 def test_defaults_hold_the_resolved_values_in_kernel_form(role: Path) -> None:
     defaults = load(role / "defaults/main.yml")
     assert defaults["tcptune_web_server_settings"] == {
-        "net.ipv4.tcp_fin_timeout": 15, "net.ipv4.tcp_rmem": "4096 131072 4194304", "net.core.somaxconn": 4096,
-        "net.core.rmem_max": 4194304, "net.ipv4.tcp_tw_reuse": 1, "net.ipv4.tcp_congestion_control": "cubic"}
+        "net.ipv4.tcp_fin_timeout": 15,
+        "net.ipv4.tcp_rmem": "4096 131072 4194304",
+        "net.core.somaxconn": 4096,
+        "net.core.rmem_max": 4194304,
+        "net.ipv4.tcp_tw_reuse": 1,
+        "net.ipv4.tcp_congestion_control": "cubic",
+    }
     assert defaults["tcptune_web_server_overrides"] == {}
     assert defaults["tcptune_web_server_persist"] is True
     assert defaults["tcptune_web_server_sysctl_file"] == "/etc/sysctl.d/90-tcptune.conf"
 
 
 def test_template_like_values_are_written_as_unsafe_data(tmp_path: Path) -> None:
-    spec = render.RoleSpec("tcptune_x", "x", "d {{ evil }}", settings={
-        "net.ipv4.tcp_congestion_control": "{{ lookup('pipe', 'id') }}", "net.ipv4.tcp_fin_timeout": "15"})
+    spec = render.RoleSpec(
+        "tcptune_x",
+        "x",
+        "d {{ evil }}",
+        settings={"net.ipv4.tcp_congestion_control": "{{ lookup('pipe', 'id') }}", "net.ipv4.tcp_fin_timeout": "15"},
+    )
     role = render.render_role(spec, tmp_path)
     settings = load(role / "defaults/main.yml")["tcptune_x_settings"]
     assert isinstance(settings["net.ipv4.tcp_congestion_control"], Unsafe)
@@ -120,8 +142,13 @@ def _strings(data: object) -> list[str]:
 @pytest.mark.parametrize("name", [EVIL, EVIL + "\nevil: {{ 1 }}", "a{% raw %}b", "c{# x #}"])
 def test_profile_name_and_description_are_never_templated(tmp_path: Path, name: str) -> None:
     """Defence in depth (profile.py also restricts names): profile text reaches Ansible only as !unsafe data."""
-    spec = render.RoleSpec("tcptune_t", name, f"about {name}", fingerprint="0123456789ab", settings={
-        "net.ipv4.tcp_fin_timeout": "15", "net.ipv4.tcp_congestion_control": EVIL, EVIL: "1"})
+    spec = render.RoleSpec(
+        "tcptune_t",
+        name,
+        f"about {name}",
+        fingerprint="0123456789ab",
+        settings={"net.ipv4.tcp_fin_timeout": "15", "net.ipv4.tcp_congestion_control": EVIL, EVIL: "1"},
+    )
     role = render.render_role(spec, tmp_path)
     for path in sorted(role.rglob("*.yml")):
         data = load(path)
@@ -131,8 +158,10 @@ def test_profile_name_and_description_are_never_templated(tmp_path: Path, name: 
         for line in path.read_text().splitlines():  # one line per scalar: nothing from the profile starts a line
             assert not line.lstrip().startswith(("evil", "{{ 1")), f"{path.relative_to(role)}: {line!r}"
     defaults = load(role / "defaults/main.yml")
-    assert set(defaults) == {f"tcptune_t_{v}" for v in ("settings", "overrides", "fingerprint", "persist",
-                                                            "sysctl_file", "profile_name", "verify")}
+    assert set(defaults) == {
+        f"tcptune_t_{v}"
+        for v in ("settings", "overrides", "fingerprint", "persist", "sysctl_file", "profile_name", "verify")
+    }
     assert defaults["tcptune_t_profile_name"] == name and isinstance(defaults["tcptune_t_profile_name"], Unsafe)
     main = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]
     assert isinstance(main["short_description"], Unsafe) and name in main["short_description"]
@@ -165,7 +194,7 @@ def test_role_from_a_profile_records_the_profile_fingerprint(spec: render.RoleSp
     profile = validate(load_profile(str(role.parent.parent / "web-server.yaml"))).profile
     assert spec.fingerprint == profile.fingerprint()
     assert load(role / "defaults/main.yml")["tcptune_web_server_fingerprint"] == profile.fingerprint()
-    assert "fingerprint: \"{{ tcptune_web_server_fingerprint if not" in (role / "tasks/main.yml").read_text()
+    assert 'fingerprint: "{{ tcptune_web_server_fingerprint if not' in (role / "tasks/main.yml").read_text()
 
 
 def test_argument_specs_are_derived_from_the_catalog(role: Path) -> None:
@@ -194,7 +223,8 @@ def test_shipped_generic_role_matches_a_fresh_render(tmp_path: Path) -> None:
     fresh = render.render_role(render.generic_spec(), tmp_path)
     for name, source in render.SHIPPED_MODULE_UTILS.items():
         assert (SHIPPED_ROLE / "module_utils" / name).read_bytes() == source.read_bytes(), (
-            f"roles/tcptune/module_utils/{name} differs from {source.name}: run 'tcptune role --generic --out roles'")
+            f"roles/tcptune/module_utils/{name} differs from {source.name}: run 'tcptune role --generic --out roles'"
+        )
     fresh_files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file())
     shipped_files = sorted(p.relative_to(SHIPPED_ROLE).as_posix() for p in SHIPPED_ROLE.rglob("*") if p.is_file())
     assert shipped_files == fresh_files
@@ -245,21 +275,35 @@ def test_cli_role_writes_the_role(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_generated_role_passes_ansible_lint_production_and_syntax_check(role: Path, tmp_path: Path) -> None:
-    lint = subprocess.run(["ansible-lint", "--profile", "production", "--nocolor", "."], cwd=role,
-                          capture_output=True, text=True, timeout=300)
+    lint = subprocess.run(
+        ["ansible-lint", "--profile", "production", "--nocolor", "."],
+        cwd=role,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
     playbook = tmp_path / "site.yml"
     playbook.write_text(f"- name: t\n  hosts: all\n  gather_facts: false\n  roles:\n    - {role.name}\n")
-    syntax = subprocess.run(["ansible-playbook", "--syntax-check", "-i", "localhost,", str(playbook)],
-                            env={**_env(), "ANSIBLE_ROLES_PATH": str(role.parent)}, capture_output=True, text=True,
-                            timeout=120)
+    syntax = subprocess.run(
+        ["ansible-playbook", "--syntax-check", "-i", "localhost,", str(playbook)],
+        env={**_env(), "ANSIBLE_ROLES_PATH": str(role.parent)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
 
 
 @pytest.mark.slow
 def test_shipped_generic_role_passes_ansible_lint_production() -> None:
-    lint = subprocess.run(["ansible-lint", "--profile", "production", "--nocolor", "."], cwd=SHIPPED_ROLE,
-                          capture_output=True, text=True, timeout=300)
+    lint = subprocess.run(
+        ["ansible-lint", "--profile", "production", "--nocolor", "."],
+        cwd=SHIPPED_ROLE,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr
 
 
@@ -271,6 +315,11 @@ def _env() -> dict[str, str]:
 
 @pytest.mark.slow
 def test_top_level_molecule_scenarios_pass_ansible_lint_production() -> None:
-    lint = subprocess.run(["ansible-lint", "--profile", "production", "--nocolor", "molecule"], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    lint = subprocess.run(
+        ["ansible-lint", "--profile", "production", "--nocolor", "molecule"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert lint.returncode == 0, lint.stdout + lint.stderr

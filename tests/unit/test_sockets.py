@@ -42,7 +42,7 @@ class Replay:
         while offset < len(data):
             kind, size = FRAME.unpack_from(data, offset)
             offset += FRAME.size
-            self.frames.append((kind, data[offset:offset + size]))
+            self.frames.append((kind, data[offset : offset + size]))
             offset += size
         self.closed = False
 
@@ -69,8 +69,9 @@ def _view(counts: SocketCounts) -> dict[str, object]:
     return view
 
 
-def _message(state: int, sport: int, dport: int, src: int, dst: int, inode: int = 1, attrs: int = 0,
-             family: int = 2) -> bytes:
+def _message(
+    state: int, sport: int, dport: int, src: int, dst: int, inode: int = 1, attrs: int = 0, family: int = 2
+) -> bytes:
     """One sock_diag record as the kernel sends it (IPv4), with ``attrs`` bytes of attributes after it."""
     body = struct.pack("=BBBB", family, state, 0, 0) + struct.pack(">HH", sport, dport)
     body += struct.pack(">I12x", src) + struct.pack(">I12x", dst) + struct.pack("=I8xIIIII", 0, 0, 0, 0, 0, inode)
@@ -112,8 +113,11 @@ def test_uniform_batch_is_read_in_one_go_and_done_ends_the_dump() -> None:
 
 
 def test_mixed_record_sizes_are_stepped_through_one_by_one() -> None:
-    batch = (_message(ESTABLISHED, 443, 50000, 1, 2, attrs=16) + _message(FIN_WAIT2, 443, 50001, 1, 2, inode=0)
-             + _message(CLOSE_WAIT, 443, 50002, 1, 2, attrs=16))
+    batch = (
+        _message(ESTABLISHED, 443, 50000, 1, 2, attrs=16)
+        + _message(FIN_WAIT2, 443, 50001, 1, 2, inode=0)
+        + _message(CLOSE_WAIT, 443, 50002, 1, 2, attrs=16)
+    )
     rows: list[tuple[object, ...]] = []
     assert sockets.parse_batch(batch, len(batch), sockets.AF_INET, rows) is False
     assert [row[0] for row in rows] == [ESTABLISHED, FIN_WAIT2, CLOSE_WAIT]
@@ -129,12 +133,12 @@ def test_fold_counts_outgoing_under_the_remote_port_and_listener_ports_as_incomi
     tally = sockets._Tally((32768, 60999))
     tally.listener(40000, 0x7F000001, 0, 128, 9)  # a service listening inside the ephemeral range
     rows = [
-        (ESTABLISHED, 40000, 55555, 0x7F000001, 0x0A000001, 7),   # accepted on the listener: incoming
-        (TIME_WAIT, 50000, 5432, 0x7F000001, 0x0A000002, 0),      # outgoing to :5432
+        (ESTABLISHED, 40000, 55555, 0x7F000001, 0x0A000001, 7),  # accepted on the listener: incoming
+        (TIME_WAIT, 50000, 5432, 0x7F000001, 0x0A000002, 0),  # outgoing to :5432
         (TIME_WAIT, 50001, 5432, 0x7F000001, 0x0A000002, 0),
-        (CLOSE_WAIT, 8080, 33333, 0x7F000001, 0x0A000003, 8),     # local port outside the range: incoming
-        (FIN_WAIT2, 50002, 80, 0x7F000001, 0x0A000004, 0),        # orphaned
-        (FIN_WAIT2, 50003, 80, 0x7F000001, 0x0A000004, 12),       # still held
+        (CLOSE_WAIT, 8080, 33333, 0x7F000001, 0x0A000003, 8),  # local port outside the range: incoming
+        (FIN_WAIT2, 50002, 80, 0x7F000001, 0x0A000004, 0),  # orphaned
+        (FIN_WAIT2, 50003, 80, 0x7F000001, 0x0A000004, 12),  # still held
     ]
     tally.fold(rows)
     counts = tally.counts()
@@ -154,8 +158,9 @@ def test_proc_fallback_counts_the_same_sockets_as_netlink() -> None:
     view = _view(sockets.read_proc(str(FIXTURES), EPHEMERAL))
     expected = dict(EXPECTED["status"])
     # /proc/net/tcp does not show a listener's backlog
-    assert [(x["address"], x["port"]) for x in view.pop("listeners")] == \
-        [(x["address"], x["port"]) for x in expected.pop("listeners")]
+    assert [(x["address"], x["port"]) for x in view.pop("listeners")] == [
+        (x["address"], x["port"]) for x in expected.pop("listeners")
+    ]
     assert view == expected
 
 
@@ -188,16 +193,22 @@ def test_auto_source_falls_back_to_proc_and_says_why(monkeypatch: pytest.MonkeyP
 
 
 def test_counter_tables_pair_names_with_values() -> None:
-    counters = sockets.parse_counter_table("TcpExt: SyncookiesSent ListenOverflows\nTcpExt: 0 17\n"
-                                           "IpExt: InNoRoutes\nIpExt: 3\n")
+    counters = sockets.parse_counter_table(
+        "TcpExt: SyncookiesSent ListenOverflows\nTcpExt: 0 17\nIpExt: InNoRoutes\nIpExt: 3\n"
+    )
     assert counters == {"TcpExt.SyncookiesSent": 0, "TcpExt.ListenOverflows": 17, "IpExt.InNoRoutes": 3}
     real = sockets.read_counters(str(FIXTURES))
     assert "TcpExt.ListenOverflows" in real and "Tcp.ActiveOpens" in real
 
 
 def test_sockstat_gives_the_kernels_own_totals() -> None:
-    assert sockets.parse_sockstat("TCP: inuse 26 orphan 3 tw 14 alloc 32 mem 82\n") == \
-        {"inuse": 26, "orphan": 3, "tw": 14, "alloc": 32, "mem": 82}
+    assert sockets.parse_sockstat("TCP: inuse 26 orphan 3 tw 14 alloc 32 mem 82\n") == {
+        "inuse": 26,
+        "orphan": 3,
+        "tw": 14,
+        "alloc": 32,
+        "mem": 82,
+    }
     stats = sockets.read_sockstat(str(FIXTURES))
     assert stats["tw"] == 14 and "inuse6" in stats
 
@@ -207,8 +218,9 @@ def test_evidence_from_trees_reads_sysctls_and_takes_deltas() -> None:
     assert first.port_range == EPHEMERAL
     assert first.sysctls["net.ipv4.tcp_max_orphans"] is None  # absent in a child namespace
     assert first.deltas is None
-    second = sockets.take_evidence(proc_root=str(FIXTURES / "proc_sys"), proc_net=str(FIXTURES), source="proc",
-                                   previous=first)
+    second = sockets.take_evidence(
+        proc_root=str(FIXTURES / "proc_sys"), proc_net=str(FIXTURES), source="proc", previous=first
+    )
     assert second.deltas is not None and set(second.deltas.values()) == {0}
     assert second.window is not None and second.window >= 0
 
@@ -236,8 +248,11 @@ def test_owners_are_found_from_fd_links(tmp_path: Path) -> None:
 def test_close_wait_owners_are_looked_up_only_for_piled_up_ports(tmp_path: Path) -> None:
     evidence = sockets.take_evidence(proc_root=str(FIXTURES / "proc_sys"), proc_net=str(FIXTURES), source="proc")
     # the scenario's CLOSE_WAIT server port is 7002 (0x1B5A); hand its sockets' inodes to a fake process
-    inodes = [int(line.split()[9]) for line in (FIXTURES / "tcp").read_text().splitlines()[1:]
-              if line.split()[3] == "08" and line.split()[1].endswith(":1B5A")]  # 0x1B5A = 7002
+    inodes = [
+        int(line.split()[9])
+        for line in (FIXTURES / "tcp").read_text().splitlines()[1:]
+        if line.split()[3] == "08" and line.split()[1].endswith(":1B5A")
+    ]  # 0x1B5A = 7002
     assert len(inodes) == 3
     proc = _fake_proc(tmp_path, {4242: ("leaky", inodes)})
     owners = sockets.lookup_owners(evidence, CLOSE_WAIT, 3, 3, str(FIXTURES), str(proc))

@@ -7,15 +7,18 @@ import pytest
 from tcptune.values import ValueProblem, canonical, format_kernel, parse_value
 
 
-@pytest.mark.parametrize(("kernel", "user"), [
-    ("4096\t131072\t6291456", "4096 131072 6291456"),
-    ("4096 131072 6291456\n", [4096, 131072, 6291456]),
-    ("060", 60),
-    ("32768\t60999", "32768 60999"),
-    ("8080,9000-9100", "9000-9100, 8080"),
-    ("cubic\n", " cubic "),
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    ("kernel", "user"),
+    [
+        ("4096\t131072\t6291456", "4096 131072 6291456"),
+        ("4096 131072 6291456\n", [4096, 131072, 6291456]),
+        ("060", 60),
+        ("32768\t60999", "32768 60999"),
+        ("8080,9000-9100", "9000-9100, 8080"),
+        ("cubic\n", " cubic "),
+        ("", ""),
+    ],
+)
 def test_kernel_formatting_is_not_drift(kernel: str, user: object) -> None:
     assert canonical(kernel) == canonical(user)
 
@@ -24,17 +27,20 @@ def test_real_difference_is_drift() -> None:
     assert canonical("4096\t131072\t6291456") != canonical("4096 131072 16777216")
 
 
-@pytest.mark.parametrize(("raw", "unit", "expected"), [
-    ("16MiB", "bytes", (16777216,)),
-    ("64 KiB", "bytes", (65536,)),
-    ("1MB", "bytes", (1000000,)),
-    ("30s", "seconds", (30,)),
-    ("2m", "seconds", (120,)),
-    ("1h", "seconds", (3600,)),
-    ("250ms", "milliseconds", (250,)),
-    (42, "seconds", (42,)),
-    ("42", "count", (42,)),
-])
+@pytest.mark.parametrize(
+    ("raw", "unit", "expected"),
+    [
+        ("16MiB", "bytes", (16777216,)),
+        ("64 KiB", "bytes", (65536,)),
+        ("1MB", "bytes", (1000000,)),
+        ("30s", "seconds", (30,)),
+        ("2m", "seconds", (120,)),
+        ("1h", "seconds", (3600,)),
+        ("250ms", "milliseconds", (250,)),
+        (42, "seconds", (42,)),
+        ("42", "count", (42,)),
+    ],
+)
 def test_units(raw: object, unit: str, expected: tuple[int, ...]) -> None:
     assert parse_value(raw, "int", unit, units_accepted=True) == expected
 
@@ -69,11 +75,14 @@ def test_control_characters_are_rejected() -> None:
         parse_value("bbr\nvm.swappiness=0", "string")
 
 
-@pytest.mark.parametrize(("a", "b", "equal"), [
-    ("8080 9000-9100", "80809000-9100", False),
-    ("8080, 9000 - 9100", "8080,9000-9100", True),
-    ("1,2 3", "1,23", False),
-])
+@pytest.mark.parametrize(
+    ("a", "b", "equal"),
+    [
+        ("8080 9000-9100", "80809000-9100", False),
+        ("8080, 9000 - 9100", "8080,9000-9100", True),
+        ("1,2 3", "1,23", False),
+    ],
+)
 def test_port_lists_never_glue_numbers_together(a: str, b: str, equal: bool) -> None:
     assert (canonical(a) == canonical(b)) is equal
 

@@ -119,8 +119,9 @@ def check_input(proc, settings):
     wanted, problems = {}, {}
     for key, value in settings.items():
         if not isinstance(key, str) or "/" in key:  # one spelling per key: results and the file use dotted names
-            problems[str(key)] = (f"{str(key)!r} is not a sysctl key name "
-                                  "(use the dotted form, e.g. net.ipv4.tcp_fin_timeout)")
+            problems[str(key)] = (
+                f"{str(key)!r} is not a sysctl key name (use the dotted form, e.g. net.ipv4.tcp_fin_timeout)"
+            )
             continue
         try:
             proc.path(key)
@@ -157,9 +158,13 @@ def plan(proc, wanted):
                 changes.append((key, desired, live.text))
             else:
                 entry["status"] = "read-only"
-                blocked[key] = {"reason": "read-only", "message": (
-                    "read-only here (a host-wide key inside a network namespace or container, or /proc/sys "
-                    f"mounted read-only): live {before}, wanted {desired}")}
+                blocked[key] = {
+                    "reason": "read-only",
+                    "message": (
+                        "read-only here (a host-wide key inside a network namespace or container, or /proc/sys "
+                        f"mounted read-only): live {before}, wanted {desired}"
+                    ),
+                }
     by_key = {key: (key, new, old) for key, new, old in changes}
     ordered = order_writes([(key, new, canonical(old)) for key, new, old in changes])
     return results, [by_key[key] for key, _new, _old in ordered], blocked
@@ -188,8 +193,10 @@ def apply_changes(proc, results, changes):
         now = proc.read(key)
         results[key]["after"] = _shown(now.text)
         if now.text is None or canonical(now.text) != desired:
-            failed[key] = {"reason": "not-kept",
-                           "message": f"the kernel accepted {desired} but shows {results[key]['after']}"}
+            failed[key] = {
+                "reason": "not-kept",
+                "message": f"the kernel accepted {desired} but shows {results[key]['after']}",
+            }
     if failed:
         put_back(proc, results, changes, failed)
     return failed
@@ -246,18 +253,29 @@ def run(params, check_mode):
     proc = ProcSys(params["proc_root"])
     wanted, problems = check_input(proc, params["settings"])
     if problems:
-        return ({"changed": False, "sysctls": {}, "changed_keys": [], "file_changed": False,
-                 "failed_keys": {k: {"reason": "invalid", "message": m} for k, m in problems.items()}},
-                "invalid settings: " + "; ".join(f"{k}: {m}" for k, m in sorted(problems.items())))
+        return (
+            {
+                "changed": False,
+                "sysctls": {},
+                "changed_keys": [],
+                "file_changed": False,
+                "failed_keys": {k: {"reason": "invalid", "message": m} for k, m in problems.items()},
+            },
+            "invalid settings: " + "; ".join(f"{k}: {m}" for k, m in sorted(problems.items())),
+        )
     results, changes, blocked = plan(proc, wanted)
-    result = {"changed": False, "sysctls": results, "changed_keys": [k for k, _n, _o in changes],
-              "file_changed": False, "sysctl_file": params["sysctl_file"] if params["persist"] else None}
+    result = {
+        "changed": False,
+        "sysctls": results,
+        "changed_keys": [k for k, _n, _o in changes],
+        "file_changed": False,
+        "sysctl_file": params["sysctl_file"] if params["persist"] else None,
+    }
     if blocked:
         for key in result["changed_keys"]:
             results[key]["status"] = "not-written"
         result["failed_keys"] = blocked
-        return result, "nothing written: " + "; ".join(
-            f"{k}: {v['message']}" for k, v in sorted(blocked.items()))
+        return result, "nothing written: " + "; ".join(f"{k}: {v['message']}" for k, v in sorted(blocked.items()))
 
     new_file = old_file = None
     if params["persist"]:
@@ -283,7 +301,8 @@ def run(params, check_mode):
         result["changed"] = any(results[k]["status"] == "restore-failed" for k in result["changed_keys"])
         result["file_changed"] = False
         return result, "; ".join(f"{k}: {v['message']}" for k, v in sorted(failed.items())) + (
-            "; every key written was put back" if not result["changed"] else "; some keys could not be put back")
+            "; every key written was put back" if not result["changed"] else "; some keys could not be put back"
+        )
     if result["file_changed"]:
         try:
             os.makedirs(os.path.dirname(params["sysctl_file"]) or ".", exist_ok=True)
@@ -294,7 +313,8 @@ def run(params, check_mode):
             result["changed"] = not back
             result["failed_keys"] = {params["sysctl_file"]: {"reason": "error", "message": str(exc)}}
             return result, f"could not write {params['sysctl_file']}: {exc}; " + (
-                "live values put back" if back else "some live values could not be put back")
+                "live values put back" if back else "some live values could not be put back"
+            )
     return result, None
 
 
@@ -335,8 +355,10 @@ def main():
     if failure:
         module.fail_json(msg=failure, **result)
     up_to_date = sum(1 for v in result["sysctls"].values() if v["status"] == "ok")
-    result["msg"] = (f"{len(result['changed_keys'])} key(s) "
-                     f"{'would change' if module.check_mode else 'changed'}, {up_to_date} up to date")
+    result["msg"] = (
+        f"{len(result['changed_keys'])} key(s) "
+        f"{'would change' if module.check_mode else 'changed'}, {up_to_date} up to date"
+    )
     module.exit_json(**result)
 
 

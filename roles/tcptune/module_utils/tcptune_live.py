@@ -107,8 +107,13 @@ class ProcSys:
         except OSError as exc:
             return LiveValue(key, None, "unreadable", _writable(path), _read_problem(exc))
         if len(raw) > MAX_VALUE_BYTES:
-            return LiveValue(key, None, "unreadable", _writable(path),
-                             f"the value is longer than {MAX_VALUE_BYTES} bytes; not read (never truncated)")
+            return LiveValue(
+                key,
+                None,
+                "unreadable",
+                _writable(path),
+                f"the value is longer than {MAX_VALUE_BYTES} bytes; not read (never truncated)",
+            )
         text = raw.decode("utf-8", "replace")
         if text.endswith("\n"):
             text = text[:-1]
@@ -176,8 +181,10 @@ def _open_problem(exc: OSError) -> tuple[str, str]:
     if code in (errno.EACCES, errno.EPERM):
         if os.geteuid() != 0:
             return "permission", "permission denied: changing kernel settings needs root"
-        return "read-only", ("read-only here: the kernel does not let this network namespace or container change "
-                             "it (a host-wide key: set it on the host)")
+        return "read-only", (
+            "read-only here: the kernel does not let this network namespace or container change "
+            "it (a host-wide key: set it on the host)"
+        )
     return "error", f"could not be opened for writing: {os.strerror(code or 0).lower()}"
 
 
@@ -187,21 +194,28 @@ def _write_problem(key: str, text: str, exc: OSError) -> tuple[str, str]:
     if code == errno.EINVAL:
         dotted = key.replace("/", ".")
         if dotted.endswith("ip_local_port_range"):
-            return "invalid", (f"the kernel rejected {text!r}: the low port must be at least "
-                               "net.ipv4.ip_unprivileged_port_start and not above the high port")
+            return "invalid", (
+                f"the kernel rejected {text!r}: the low port must be at least "
+                "net.ipv4.ip_unprivileged_port_start and not above the high port"
+            )
         if dotted.endswith("ip_unprivileged_port_start"):
-            return "invalid", (f"the kernel rejected {text!r}: it may not exceed the low port of "
-                               "net.ipv4.ip_local_port_range")
-        return "invalid", (f"the kernel rejected {text!r} as invalid (out of the range it accepts, malformed, or in "
-                           "conflict with a related key)")
+            return "invalid", (
+                f"the kernel rejected {text!r}: it may not exceed the low port of net.ipv4.ip_local_port_range"
+            )
+        return "invalid", (
+            f"the kernel rejected {text!r} as invalid (out of the range it accepts, malformed, or in "
+            "conflict with a related key)"
+        )
     if code == errno.ENOENT:
         if congestion:
             return "invalid", f"the kernel has no congestion control algorithm {text!r} (module not loaded?)"
         return "invalid", f"the kernel does not know the value {text!r}"
     if code == errno.EPERM:
         if congestion:
-            return "permission", (f"the kernel does not permit {text!r} here: inside a network namespace only "
-                                  "algorithms in net.ipv4.tcp_allowed_congestion_control may be chosen")
+            return "permission", (
+                f"the kernel does not permit {text!r} here: inside a network namespace only "
+                "algorithms in net.ipv4.tcp_allowed_congestion_control may be chosen"
+            )
         return "permission", f"the kernel did not permit setting {text!r} (operation not permitted)"
     if code == errno.EACCES:
         return "read-only", "read-only here: the kernel refused the write (a host-wide key: set it on the host)"
@@ -261,9 +275,12 @@ def _same_tokens(a: str, b: str) -> bool:
     return a.split() == b.split()
 
 
-def write_all(proc: ProcSys, changes: list[tuple[str, str, str]],
-              before_each: Callable[[str], None] | None = None,
-              same: Callable[[str, str], bool] | None = None) -> WriteOutcome:
+def write_all(
+    proc: ProcSys,
+    changes: list[tuple[str, str, str]],
+    before_each: Callable[[str], None] | None = None,
+    same: Callable[[str, str], bool] | None = None,
+) -> WriteOutcome:
     """Write ``(key, new_text, old_text)`` in order; on the first failure put back what was written, newest first.
 
     ``before_each(key)`` runs before each write (the journal hook); if it raises, that counts as a failure of the
@@ -296,8 +313,12 @@ def write_all(proc: ProcSys, changes: list[tuple[str, str, str]],
     failed_key = outcome.failed[0]
     try:
         now = proc.read(failed_key)
-        if (now.status == "ok" and now.text is not None and failed_key in old_of
-                and not same(now.text, old_of[failed_key])):
+        if (
+            now.status == "ok"
+            and now.text is not None
+            and failed_key in old_of
+            and not same(now.text, old_of[failed_key])
+        ):
             _restore(proc, failed_key, old_of[failed_key], outcome)
     except ValueError:
         pass

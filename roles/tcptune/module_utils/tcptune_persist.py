@@ -14,8 +14,9 @@ from typing import NamedTuple
 DEFAULT_FILE_NAME = "90-tcptune.conf"
 
 
-def render_sysctl_conf(profile_name: str, fingerprint: str, values: Mapping[str, str],
-                       ignore_errors: Collection[str] = ()) -> str:
+def render_sysctl_conf(
+    profile_name: str, fingerprint: str, values: Mapping[str, str], ignore_errors: Collection[str] = ()
+) -> str:
     """The persisted file: a header naming the profile and its hash, then ``key = value`` lines, sorted.
 
     Keys in ``ignore_errors`` (skipped because this kernel or namespace lacks them) are written ``-key = value``:

@@ -16,9 +16,16 @@ _WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
 _UNIT_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
 BYTE_UNITS = {
-    "b": 1, "": 1,
-    "kib": 1024, "mib": 1024**2, "gib": 1024**3, "tib": 1024**4,
-    "kb": 1000, "mb": 1000**2, "gb": 1000**3, "tb": 1000**4,
+    "b": 1,
+    "": 1,
+    "kib": 1024,
+    "mib": 1024**2,
+    "gib": 1024**3,
+    "tib": 1024**4,
+    "kb": 1000,
+    "mb": 1000**2,
+    "gb": 1000**3,
+    "tb": 1000**4,
 }
 SECOND_UNITS = {"ms": 0.001, "s": 1, "": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 MILLISECOND_UNITS = {"ms": 1, "": 1, "s": 1000, "sec": 1000, "m": 60000, "min": 60000}
@@ -74,7 +81,7 @@ def parse_portlist(text: str) -> list[tuple[int, int]]:
     if not s:
         return []
     if not _PORTLIST.match(s):
-        raise ValueProblem(f"{text!r} is not a port list", "comma-separated ports or ranges, e.g. \"8080,9000-9100\"")
+        raise ValueProblem(f"{text!r} is not a port list", 'comma-separated ports or ranges, e.g. "8080,9000-9100"')
     ranges: list[tuple[int, int]] = []
     for part in s.split(","):
         low, _, high = part.partition("-")
@@ -154,18 +161,19 @@ def parse_value(raw: object, shape: str, unit: str = "none", units_accepted: boo
         else:
             raise ValueProblem(
                 f"expected {arity} numbers, got {_kind(raw)}",
-                f"a list of {arity} numbers or the kernel's string \"{' '.join(['N'] * arity)}\"",
+                f'a list of {arity} numbers or the kernel\'s string "{" ".join(["N"] * arity)}"',
             )
         if len(parts) != arity:
             raise ValueProblem(
                 f"expected {arity} numbers, got {len(parts)}",
-                f"a list of {arity} numbers or the kernel's string \"{' '.join(['N'] * arity)}\"",
+                f'a list of {arity} numbers or the kernel\'s string "{" ".join(["N"] * arity)}"',
             )
         return tuple(parse_number(p, unit, units_accepted) for p in parts)
     if shape == "portlist":
         if isinstance(raw, bool) or raw is None:
-            raise ValueProblem(f"expected a port list, got {_kind(raw)}",
-                               "e.g. \"8080,9000-9100\" or [8080, \"9000-9100\"]")
+            raise ValueProblem(
+                f"expected a port list, got {_kind(raw)}", 'e.g. "8080,9000-9100" or [8080, "9000-9100"]'
+            )
         if isinstance(raw, int):
             return format_portlist(parse_portlist(str(raw)))
         if isinstance(raw, (list, tuple)):
