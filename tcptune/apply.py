@@ -16,43 +16,11 @@ from .errors import ApplyFailed, LiveStateError, PermissionProblem, TcptuneError
 from .journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, UNDOABLE, Journal, StateDir, StateWriteError
 from .live import ProcSys, WriteOutcome, write_all
 from .plan import MISSING, READ_ONLY, UNREADABLE, BootState, Change, Drift, KeyState, Plan, boot_states, plan
+from .target import Target
 from .values import same
 
-REAL_PROC_SYS = "/proc/sys"
 WRITE_DELAY_ENV = "TCPTUNE_TEST_WRITE_DELAY"
 """Seconds to sleep before each write: lets real-kernel tests kill an apply between two writes."""
-
-
-class Target(NamedTuple):
-    """Where tcptune reads, writes and keeps state: the real machine by default, temporary trees in tests."""
-
-    proc_root: str = REAL_PROC_SYS
-    state_dir: str = "/var/lib/tcptune"
-    sysctl_dir: str = "/etc/sysctl.d"
-    sysctl_root: str = "/"
-    """Root of the tree whose sysctl.d directories are read to predict boot-time values."""
-
-    @property
-    def proc(self) -> ProcSys:
-        """The tree to read and write; UsageError for an empty --proc-root, LiveStateError for a missing one."""
-        if not self.proc_root:
-            raise UsageError("--proc-root must not be empty (the default is /proc/sys)")
-        if not os.path.isdir(self.proc_root):
-            what = "not a directory" if os.path.exists(self.proc_root) else "no such directory"
-            raise LiveStateError(f"--proc-root {self.proc_root}: {what}")
-        return ProcSys(self.proc_root)
-
-    @property
-    def state(self) -> StateDir:
-        return StateDir(self.state_dir)
-
-    @property
-    def own_file(self) -> str:
-        return os.path.join(self.sysctl_dir, persist.DEFAULT_FILE_NAME)
-
-    @property
-    def is_real_kernel(self) -> bool:
-        return os.path.realpath(self.proc_root) == REAL_PROC_SYS
 
 
 class Desired(NamedTuple):
@@ -200,7 +168,7 @@ def apply(
     """
     require_root(target, "apply")
     proc = target.proc
-    state = target.state
+    state = StateDir(target.state_dir)
     with state.lock():
         _refuse_if_interrupted(state)
         current, skipped = split_blocked(
@@ -464,7 +432,7 @@ def rollback(target: Target, ref: str | None = None, *, abandon: bool = False) -
     """Put back the values (and the persisted file) recorded before an apply; journaled like an apply."""
     require_root(target, "rollback")
     proc = target.proc
-    state = target.state
+    state = StateDir(target.state_dir)
     with state.lock():
         # an interrupted rollback is finished by rolling back its apply again: it only writes what still differs
         for stale in state.interrupted():

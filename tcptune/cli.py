@@ -299,7 +299,7 @@ YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confir
 def _target(proc_root: str, state_dir: str, sysctl_dir: str | None, sysctl_root: str) -> object:
     import os
 
-    from .apply import Target
+    from .target import Target
 
     sysctl_dir = sysctl_dir or os.path.join(sysctl_root, "etc/sysctl.d")
     return Target(proc_root=proc_root, state_dir=state_dir, sysctl_dir=sysctl_dir, sysctl_root=sysctl_root)

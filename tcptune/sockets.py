@@ -730,15 +730,9 @@ def _netns_id() -> str | None:
 
 def read_sysctls(proc_root: str, keys: Iterable[str] = SYSCTL_KEYS) -> dict[str, str | None]:
     """Live values through live.ProcSys (the one reader of /proc/sys); None for a key that cannot be read."""
-    from .live import ProcSys
+    from .target import Target
 
-    if not proc_root:
-        raise UsageError("--proc-root must not be empty (the default is /proc/sys)")
-    if not os.path.isdir(proc_root):
-        raise LiveStateError(
-            f"--proc-root {proc_root}: " + ("not a directory" if os.path.exists(proc_root) else "no such directory")
-        )
-    values = ProcSys(proc_root).read_many(keys)
+    values = Target(proc_root=proc_root).proc.read_many(keys)
     return {
         key: (" ".join(value.text.split()) if value.status == "ok" and value.text is not None else None)
         for key, value in values.items()

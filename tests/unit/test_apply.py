@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tcptune import apply as core
+from tcptune import target as target_module
 from tcptune.errors import ApplyFailed, LiveStateError, PermissionProblem, TcptuneError, UsageError
 from tcptune.journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, StateDir
 from tcptune.live import ProcSys, WriteFailed
@@ -100,7 +101,7 @@ def failing_proc(bad_key: str, reason: str = "invalid", restore_fails: str | Non
 def test_failed_write_restores_the_others_and_names_the_key(
     target: core.Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "ProcSys", failing_proc("net.ipv4.tcp_tw_reuse", "read-only"))
+    monkeypatch.setattr(target_module, "ProcSys", failing_proc("net.ipv4.tcp_tw_reuse", "read-only"))
     with pytest.raises(LiveStateError) as caught:
         run_apply(WEB, target)
     message = str(caught.value)
@@ -114,7 +115,9 @@ def test_failed_write_restores_the_others_and_names_the_key(
 def test_failed_restore_exits_3_and_says_what_is_left_changed(
     target: core.Target, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(core, "ProcSys", failing_proc("net.ipv4.tcp_tw_reuse", restore_fails="net.core.somaxconn"))
+    monkeypatch.setattr(
+        target_module, "ProcSys", failing_proc("net.ipv4.tcp_tw_reuse", restore_fails="net.core.somaxconn")
+    )
     with pytest.raises(ApplyFailed) as caught:
         run_apply(WEB, target)
     assert caught.value.exit_code == 3
@@ -145,7 +148,7 @@ def test_kernel_clamping_is_reported(target: core.Target, monkeypatch: pytest.Mo
         def write(self, key: str, text: str) -> None:
             super().write(key, "4096" if key == "net.core.somaxconn" else text)
 
-    monkeypatch.setattr(core, "ProcSys", Clamping)
+    monkeypatch.setattr(target_module, "ProcSys", Clamping)
     result = run_apply(WEB, target)
     assert result.mismatches == [("net.core.somaxconn", "4096", "8192")]
 

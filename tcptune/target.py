@@ -1,0 +1,46 @@
+"""Where tcptune reads, writes and keeps state: the real machine by default, temporary trees in tests.
+
+The one place an injectable root is checked (``Target.proc``), and the one home of the default paths, so that the
+CLI, the engine and the evidence readers agree on them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import NamedTuple
+
+from .errors import LiveStateError, UsageError
+from .live import ProcSys
+from .persist import DEFAULT_FILE_NAME
+
+REAL_PROC_SYS = "/proc/sys"
+DEFAULT_STATE_DIR = "/var/lib/tcptune"
+DEFAULT_SYSCTL_DIR = "/etc/sysctl.d"
+
+
+class Target(NamedTuple):
+    """A machine to act on: its /proc/sys, tcptune's state directory and the sysctl.d tree."""
+
+    proc_root: str = REAL_PROC_SYS
+    state_dir: str = DEFAULT_STATE_DIR
+    sysctl_dir: str = DEFAULT_SYSCTL_DIR
+    sysctl_root: str = "/"
+    """Root of the tree whose sysctl.d directories are read to predict boot-time values."""
+
+    @property
+    def proc(self) -> ProcSys:
+        """The tree to read and write; UsageError for an empty --proc-root, LiveStateError for a missing one."""
+        if not self.proc_root:
+            raise UsageError("--proc-root must not be empty (the default is /proc/sys)")
+        if not os.path.isdir(self.proc_root):
+            what = "not a directory" if os.path.exists(self.proc_root) else "no such directory"
+            raise LiveStateError(f"--proc-root {self.proc_root}: {what}")
+        return ProcSys(self.proc_root)
+
+    @property
+    def own_file(self) -> str:
+        return os.path.join(self.sysctl_dir, DEFAULT_FILE_NAME)
+
+    @property
+    def is_real_kernel(self) -> bool:
+        return os.path.realpath(self.proc_root) == REAL_PROC_SYS
