@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import yaml
 
@@ -66,7 +67,7 @@ class Profile:
 
 
 class _Reject(Exception):
-    def __init__(self, message: str, mark: yaml.Mark | None, hint: str | None = None) -> None:
+    def __init__(self, message: str, mark: _Position | None, hint: str | None = None) -> None:
         super().__init__(message)
         self.message, self.mark, self.hint = message, mark, hint
 
@@ -89,28 +90,36 @@ def _close_matches(word: str, options: list[str] | tuple[str, ...]) -> list[str]
     return difflib.get_close_matches(word, list(options), n=1)
 
 
-class _StrictComposer:
-    """Composer mixin that refuses aliases, anchors and explicit tags (no code, no billion laughs)."""
+class _Position(Protocol):
+    """Where in the file: a PyYAML or a libyaml mark (0-based line and column)."""
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+    line: int
+    column: int
+
+
+class _StrictComposer(yaml.composer.Composer):
+    """Composer that refuses aliases, anchors and explicit tags (no code, no billion laughs).
+
+    Mixed in before a parser, the pure-Python one or libyaml's, which provides ``peek_event``.
+    """
+
+    peek_event: Callable[[], yaml.Event | None]
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         event = self.peek_event()
+        mark = event.start_mark if event is not None else None
         if isinstance(event, yaml.AliasEvent):
-            raise _Reject(
-                "YAML aliases (*name) are not allowed in profiles", event.start_mark, "write the value out in full"
-            )
+            raise _Reject("YAML aliases (*name) are not allowed in profiles", mark, "write the value out in full")
         if getattr(event, "anchor", None):
             raise _Reject(
                 "YAML anchors (&name) are not allowed in profiles",
-                event.start_mark,
+                mark,
                 "use 'extends' to share settings between profiles",
             )
-        if getattr(event, "tag", None) is not None:
-            raise _Reject(
-                f"YAML tags ({event.tag}) are not allowed in profiles",
-                event.start_mark,  # type: ignore[attr-defined]
-                "write plain values",
-            )
-        return super().compose_node(parent, index)  # type: ignore[misc]
+        tag = getattr(event, "tag", None)
+        if tag is not None:
+            raise _Reject(f"YAML tags ({tag}) are not allowed in profiles", mark, "write plain values")
+        return super().compose_node(parent, index)
 
 
 class _CoreSchema(yaml.resolver.BaseResolver):
@@ -159,11 +168,11 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
 
 
 if yaml.__with_libyaml__:
+    from yaml._yaml import CParser
 
     class _StrictCLoader(
         _StrictComposer,
-        yaml.composer.Composer,
-        yaml.cyaml.CParser,  # type: ignore[misc]
+        CParser,
         yaml.constructor.SafeConstructor,
         yaml.resolver.Resolver,
     ):
@@ -174,18 +183,18 @@ if yaml.__with_libyaml__:
         compose_document = yaml.composer.Composer.compose_document
 
         def __init__(self, stream: str) -> None:
-            yaml.cyaml.CParser.__init__(self, stream)
+            CParser.__init__(self, stream)
             yaml.composer.Composer.__init__(self)
             yaml.constructor.SafeConstructor.__init__(self)
             yaml.resolver.Resolver.__init__(self)
 
     _StrictCLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
-    _Loader: type = _StrictCLoader
+    _Loader: type[_StrictLoader | _StrictCLoader] = _StrictCLoader
 else:
     _Loader = _StrictLoader
 
 
-def _loc(file: str, mark: yaml.Mark | None) -> Location:
+def _loc(file: str, mark: _Position | None) -> Location:
     if mark is None:
         return Location(file)
     return Location(file, mark.line + 1, mark.column + 1)
@@ -232,168 +241,218 @@ def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
 
 
 class _Document:
-    """One file as read, before inheritance."""
+    """One file as read, before inheritance; ``problems`` collects what reading found without having to stop."""
 
-    def __init__(self, path: Path, name: str, problems: list[Diagnostic]) -> None:
-        self.path, self.name, self.description = path, name, ""
+    def __init__(self, path: Path) -> None:
+        self.path, self.file, self.name, self.description = path, str(path), path.stem, ""
         self.extends: list[tuple[str, Location]] = []
         self.settings: list[Setting] = []
-        self.problems = problems
+        self.problems: list[Diagnostic] = []
+
+    def error(self, message: str, mark: _Position | None, key: str | None = None, hint: str | None = None) -> None:
+        self.problems.append(Diagnostic("error", _loc(self.file, mark), message, key=key, hint=hint))
+
+
+def _unreadable(file: str, message: str, mark: _Position | None = None, hint: str | None = None) -> ProfileError:
+    """The file cannot be read at all: one diagnostic, and loading stops."""
+    return ProfileError([Diagnostic("error", _loc(file, mark), message, hint=hint)])
 
 
 def _read_document(path: Path) -> _Document:
     """Parse one file; raise ProfileError when nothing usable can be read from it."""
-    file = str(path)
-
-    def fail(message: str, mark: yaml.Mark | None = None, hint: str | None = None) -> ProfileError:
-        return ProfileError([Diagnostic("error", _loc(file, mark), message, hint=hint)])
-
-    try:
-        size = path.stat().st_size
-        if size > MAX_PROFILE_BYTES:
-            raise fail(f"file is {size} bytes; profiles are limited to {MAX_PROFILE_BYTES} bytes")
-        data = path.read_bytes()
-    except OSError as exc:
-        raise fail(f"cannot read profile: {exc.strerror or exc}") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise fail(f"not UTF-8 text (byte {exc.start})") from None
-
-    loader: Any = None
-    try:
-        loader = _Loader(text)  # the reader rejects control characters already here
-        root = loader.get_single_node()
-    except _Reject as exc:
-        raise fail(exc.message, exc.mark, exc.hint) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise fail(f"YAML syntax error: {problem}", mark) from None
-    except yaml.YAMLError as exc:
-        raise fail(f"YAML error: {str(exc).splitlines()[0]}") from None
-    except RecursionError:
-        raise fail("YAML is nested too deeply") from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-
-    if root is None:
-        raise fail("profile is empty", hint="a mapping with 'settings:' and optional name, description, extends")
-    if not isinstance(root, yaml.MappingNode):
-        raise fail("a profile must be a mapping", root.start_mark, "top-level fields: " + ", ".join(FIELDS))
-
-    problems: list[Diagnostic] = []
-    doc = _Document(path, path.stem, problems)
-
-    def err(message: str, mark: yaml.Mark | None, key: str | None = None, hint: str | None = None) -> None:
-        problems.append(Diagnostic("error", _loc(file, mark), message, key=key, hint=hint))
-
-    seen_fields: set[str] = set()
+    doc = _Document(path)
+    root, loader = _compose(_read_text(path), doc.file)
+    read_field = {"name": _read_name, "description": _read_description, "extends": _read_extends}
     settings_node: yaml.Node | None = None
+    seen: set[str] = set()
     for key_node, value_node in root.value:
-        if not isinstance(key_node, yaml.ScalarNode):
-            err("field names must be plain text", key_node.start_mark)
-            continue
-        field_name = key_node.value
-        if field_name in seen_fields:
-            err(f"duplicate field '{field_name}'", key_node.start_mark, hint="each field may appear once")
-            continue
-        seen_fields.add(field_name)
-        if field_name not in FIELDS:
-            close = _close_matches(field_name, FIELDS)
-            hint = f"did you mean '{close[0]}'?" if close else "valid fields: " + ", ".join(FIELDS)
-            if catalog.canonical_name(field_name):
-                hint = "sysctl keys go under 'settings:'"
-            err(f"unknown field '{field_name}'", key_node.start_mark, hint=hint)
-            continue
-        if field_name in ("name", "description"):
-            if not isinstance(value_node, yaml.ScalarNode) or value_node.tag != "tag:yaml.org,2002:str":
-                err(f"'{field_name}' must be text", value_node.start_mark)
-                continue
-            value = value_node.value
-            if ("\n" in value.strip() and field_name == "name") or any(ord(c) < 32 and c not in "\n\t" for c in value):
-                err(f"'{field_name}' contains control characters", value_node.start_mark)
-                continue
-            if field_name == "name":
-                if not PROFILE_NAME.match(value):
-                    err(
-                        f"profile name {value!r} is not a plain name",
-                        value_node.start_mark,
-                        hint="letters, digits, '-', '_', '.'; it becomes a file and role name",
-                    )
-                    continue
-                doc.name = value
-            else:
-                doc.description = " ".join(value.split())
-        elif field_name == "extends":
-            refs = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-            for ref in refs:
-                if not isinstance(ref, yaml.ScalarNode) or not ref.value or ref.tag != "tag:yaml.org,2002:str":
-                    err("'extends' takes a profile name or path, or a list of them", ref.start_mark)
-                    continue
-                doc.extends.append((ref.value, _loc(file, ref.start_mark)))
-        else:
+        field = _field_name(key_node, seen, doc)
+        if field == "settings":
             settings_node = value_node
-    if "name" not in seen_fields and not PROFILE_NAME.match(doc.name):
-        err(
+        elif field is not None:
+            read_field[field](value_node, doc)
+    if "name" not in seen and not PROFILE_NAME.match(doc.name):
+        doc.error(
             f"the file name gives the profile name {doc.name!r}, which is not a plain name",
             root.start_mark,
             hint="add a 'name:' field (letters, digits, '-', '_', '.'), or rename the file",
         )
         doc.name = "unnamed"
-    if settings_node is not None:  # after the loop, so that origins carry the final profile name
-        _read_settings(settings_node, doc, loader, err)
-    if "settings" not in seen_fields and not doc.extends:
-        err("profile has no 'settings'", root.start_mark, hint="add 'settings:' with at least one sysctl key")
+    if settings_node is not None:  # after the fields, so that origins carry the final profile name
+        _read_settings(settings_node, doc, loader)
+    if "settings" not in seen and not doc.extends:
+        doc.error("profile has no 'settings'", root.start_mark, hint="add 'settings:' with at least one sysctl key")
     return doc
 
 
-def _read_settings(node: yaml.Node, doc: _Document, loader: Any, err: Any) -> None:
-    file = str(doc.path)
+def _read_text(path: Path) -> str:
+    """The file's text: at most MAX_PROFILE_BYTES (checked before reading), UTF-8."""
+    file = str(path)
+    try:
+        size = path.stat().st_size
+        if size > MAX_PROFILE_BYTES:
+            raise _unreadable(file, f"file is {size} bytes; profiles are limited to {MAX_PROFILE_BYTES} bytes")
+        data = path.read_bytes()
+    except OSError as exc:
+        raise _unreadable(file, f"cannot read profile: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _unreadable(file, f"not UTF-8 text (byte {exc.start})") from None
+
+
+def _compose(text: str, file: str) -> tuple[yaml.MappingNode, _StrictLoader | _StrictCLoader]:
+    """The document's node tree (one mapping), and the loader that later constructs its values."""
+    loader = None
+    try:
+        loader = _Loader(text)  # the reader rejects control characters already here
+        root = loader.get_single_node()
+    except _Reject as exc:
+        raise _unreadable(file, exc.message, exc.mark, exc.hint) from None
+    except yaml.MarkedYAMLError as exc:
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise _unreadable(file, f"YAML syntax error: {problem}", exc.problem_mark or exc.context_mark) from None
+    except yaml.YAMLError as exc:
+        raise _unreadable(file, f"YAML error: {str(exc).splitlines()[0]}") from None
+    except RecursionError:
+        raise _unreadable(file, "YAML is nested too deeply") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if root is None:
+        raise _unreadable(
+            file, "profile is empty", hint="a mapping with 'settings:' and optional name, description, extends"
+        )
+    if not isinstance(root, yaml.MappingNode):
+        raise _unreadable(
+            file, "a profile must be a mapping", root.start_mark, "top-level fields: " + ", ".join(FIELDS)
+        )
+    return root, loader
+
+
+def _field_name(node: yaml.Node, seen: set[str], doc: _Document) -> str | None:
+    """A top-level field's name, or None (reported) for one that is not plain text, repeated or unknown."""
+    if not isinstance(node, yaml.ScalarNode):
+        doc.error("field names must be plain text", node.start_mark)
+        return None
+    field = str(node.value)
+    if field in seen:
+        doc.error(f"duplicate field '{field}'", node.start_mark, hint="each field may appear once")
+        return None
+    seen.add(field)
+    if field not in FIELDS:
+        close = _close_matches(field, FIELDS)
+        hint = f"did you mean '{close[0]}'?" if close else "valid fields: " + ", ".join(FIELDS)
+        if catalog.canonical_name(field):
+            hint = "sysctl keys go under 'settings:'"
+        doc.error(f"unknown field '{field}'", node.start_mark, hint=hint)
+        return None
+    return field
+
+
+def _text_field(field: str, node: yaml.Node, doc: _Document, multiline: bool) -> str | None:
+    """A ``name`` or ``description`` value: YAML text without control characters (newlines only if ``multiline``)."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
+        doc.error(f"'{field}' must be text", node.start_mark)
+        return None
+    value = str(node.value)
+    if ("\n" in value.strip() and not multiline) or any(ord(c) < 32 and c not in "\n\t" for c in value):
+        doc.error(f"'{field}' contains control characters", node.start_mark)
+        return None
+    return value
+
+
+def _read_name(node: yaml.Node, doc: _Document) -> None:
+    value = _text_field("name", node, doc, multiline=False)
+    if value is None:
+        return
+    if not PROFILE_NAME.match(value):
+        doc.error(
+            f"profile name {value!r} is not a plain name",
+            node.start_mark,
+            hint="letters, digits, '-', '_', '.'; it becomes a file and role name",
+        )
+        return
+    doc.name = value
+
+
+def _read_description(node: yaml.Node, doc: _Document) -> None:
+    value = _text_field("description", node, doc, multiline=True)
+    if value is not None:
+        doc.description = " ".join(value.split())
+
+
+def _read_extends(node: yaml.Node, doc: _Document) -> None:
+    refs = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    for ref in refs:
+        if not isinstance(ref, yaml.ScalarNode) or not ref.value or ref.tag != "tag:yaml.org,2002:str":
+            doc.error("'extends' takes a profile name or path, or a list of them", ref.start_mark)
+            continue
+        doc.extends.append((ref.value, _loc(doc.file, ref.start_mark)))
+
+
+def _read_settings(node: yaml.Node, doc: _Document, loader: _StrictLoader | _StrictCLoader) -> None:
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return
     if not isinstance(node, yaml.MappingNode):
-        err("'settings' must be a mapping of sysctl keys to values", node.start_mark)
+        doc.error("'settings' must be a mapping of sysctl keys to values", node.start_mark)
         return
-    seen: dict[str, yaml.Mark] = {}
+    seen: dict[str, _Position] = {}
     for key_node, value_node in node.value:
-        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag != "tag:yaml.org,2002:str":
-            err("sysctl key names must be plain text", key_node.start_mark)
+        key = _setting_key(key_node, seen, doc)
+        if key is None:
             continue
-        written = key_node.value
-        if not KEY_NAME.match(written):
-            err(
-                f"{written!r} is not a sysctl key name",
-                key_node.start_mark,
-                hint="dotted identifiers such as net.ipv4.tcp_fin_timeout",
-            )
-            continue
-        key = catalog.canonical_name(written) or written.replace("/", ".")
-        if key in seen:
-            first = seen[key]
-            err(
-                "duplicate key",
-                key_node.start_mark,
-                key=key,
-                hint=f"first set at line {first.line + 1}; YAML would silently keep only the last",
-            )
-            continue
-        seen[key] = key_node.start_mark
-        if isinstance(value_node, yaml.MappingNode):
-            err("expected a value, got a mapping", value_node.start_mark, key=key)
-            continue
-        scalars = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
-        if any(not isinstance(item, yaml.ScalarNode) for item in scalars):
-            err("list items must be plain values", value_node.start_mark, key=key)
-            continue
-        try:
-            values = [loader.construct_object(item, deep=True) for item in scalars]
-        except (ValueError, yaml.YAMLError) as exc:
-            err(f"unreadable value: {exc}", value_node.start_mark, key=key)
-            continue
-        value = values if isinstance(value_node, yaml.SequenceNode) else values[0]
-        doc.settings.append(Setting(key, value, _loc(file, value_node.start_mark), doc.name, written))
+        setting = _setting(key, key_node.value, value_node, doc, loader)
+        if setting is not None:
+            doc.settings.append(setting)
+
+
+def _setting_key(node: yaml.Node, seen: dict[str, _Position], doc: _Document) -> str | None:
+    """A sysctl key's full name (catalog name, or as written with '/' as '.'); None (reported) if it is not one."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
+        doc.error("sysctl key names must be plain text", node.start_mark)
+        return None
+    written = str(node.value)
+    if not KEY_NAME.match(written):
+        doc.error(
+            f"{written!r} is not a sysctl key name",
+            node.start_mark,
+            hint="dotted identifiers such as net.ipv4.tcp_fin_timeout",
+        )
+        return None
+    key = catalog.canonical_name(written) or written.replace("/", ".")
+    if key in seen:
+        first = seen[key]
+        doc.error(
+            "duplicate key",
+            node.start_mark,
+            key=key,
+            hint=f"first set at line {first.line + 1}; YAML would silently keep only the last",
+        )
+        return None
+    seen[key] = node.start_mark
+    return key
+
+
+def _setting(
+    key: str, written: str, node: yaml.Node, doc: _Document, loader: _StrictLoader | _StrictCLoader
+) -> Setting | None:
+    """The key's value: one plain value or a list of them, as YAML (1.2 core schema) reads them; None (reported)
+    for anything else."""
+    if isinstance(node, yaml.MappingNode):
+        doc.error("expected a value, got a mapping", node.start_mark, key=key)
+        return None
+    scalars = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    if any(not isinstance(item, yaml.ScalarNode) for item in scalars):
+        doc.error("list items must be plain values", node.start_mark, key=key)
+        return None
+    try:
+        values = [loader.construct_object(item, deep=True) for item in scalars]
+    except (ValueError, yaml.YAMLError) as exc:
+        doc.error(f"unreadable value: {exc}", node.start_mark, key=key)
+        return None
+    value = values if isinstance(node, yaml.SequenceNode) else values[0]
+    return Setting(key, value, _loc(doc.file, node.start_mark), doc.name, written)
 
 
 def load_profile(ref: str | Path) -> Profile:

@@ -128,3 +128,30 @@ def test_file_name_that_is_not_a_plain_name_needs_a_name_field(tmp_path: Path) -
 def test_key_name_with_trailing_newline_is_rejected(tmp_path: Path) -> None:
     path = write(tmp_path, "p.yaml", 'settings:\n  "tcp_fin_timeout\\n": 30\n')
     assert any("is not a sysctl key name" in e.message for e in validate(load_profile(path)).errors)
+
+
+@pytest.mark.parametrize("field", ["name", "settings", "extends", "description"])
+def test_a_repeated_top_level_field_is_an_error_and_only_the_first_counts(tmp_path: Path, field: str) -> None:
+    first = {
+        "name": "name: first",
+        "settings": "settings:\n  tcp_fin_timeout: 30",
+        "extends": "extends: a.yaml",
+        "description": "description: first",
+    }
+    again = {
+        "name": "name: second",
+        "settings": "settings:\n  tcp_keepalive_time: 600",
+        "extends": "extends: b.yaml",
+        "description": "description: second",
+    }
+    write(tmp_path, "a.yaml", "settings:\n  tcp_fin_timeout: 10\n")
+    write(tmp_path, "b.yaml", "settings:\n  tcp_fin_timeout: 11\n  tcp_keepalive_time: 60\n")
+    rest = [text for name, text in first.items() if name != field]
+    path = write(tmp_path, "p.yaml", "\n".join([first[field], *rest, again[field]]) + "\n")
+    profile = load_profile(path)
+    line = 1 + sum(text.count("\n") + 1 for text in [first[field], *rest])
+    assert [str(e) for e in validate(profile).errors] == [
+        f"{path}:{line}:1: duplicate field '{field}' (each field may appear once)"
+    ]
+    assert profile.name == "first" and profile.description == "first" and profile.extends == ("a.yaml",)
+    assert {k: s.value for k, s in profile.settings.items()} == {"net.ipv4.tcp_fin_timeout": 30}
