@@ -8,6 +8,7 @@ one and the same normalisation. The kernel prints triples with tabs, users write
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 _INT = re.compile(r"^[+-]?\d+$")
 _PORTLIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -29,6 +30,11 @@ BYTE_UNITS = {
 }
 SECOND_UNITS = {"ms": 0.001, "s": 1, "": 1, "sec": 1, "m": 60, "min": 60, "h": 3600}
 MILLISECOND_UNITS = {"ms": 1, "": 1, "s": 1000, "sec": 1000, "m": 60000, "min": 60000}
+_UNIT_TABLES: dict[str, Mapping[str, float]] = {
+    "bytes": BYTE_UNITS,
+    "seconds": SECOND_UNITS,
+    "milliseconds": MILLISECOND_UNITS,
+}
 
 Parsed = tuple[int, ...] | str
 
@@ -57,7 +63,10 @@ def canonical(text: object) -> str:
     s = str(text).strip()
     tokens = s.split()
     if tokens and all(_INT.match(t) for t in tokens):
-        return " ".join(str(int(t)) for t in tokens)
+        try:
+            return " ".join(str(_int(t)) for t in tokens)
+        except ValueProblem:  # longer than any number a kernel prints: compare as text
+            return " ".join(tokens)
     if s and _PORTLIST.match(_tight(s)):
         try:
             return format_portlist(parse_portlist(s))
@@ -85,7 +94,7 @@ def parse_portlist(text: str) -> list[tuple[int, int]]:
     ranges: list[tuple[int, int]] = []
     for part in s.split(","):
         low, _, high = part.partition("-")
-        lo, hi = int(low), int(high or low)
+        lo, hi = _int(low), _int(high or low)
         if lo > hi:
             raise ValueProblem(f"range {part} runs backwards", f"write it as {hi}-{lo}")
         ranges.append((lo, hi))
@@ -123,9 +132,22 @@ def parse_number(raw: object, unit: str, units_accepted: bool) -> int:
         raise ValueProblem(f"expected a number, got {_kind(raw)}")
     s = raw.strip()
     if _INT.match(s):
-        return int(s)
-    match = _UNIT_NUMBER.match(s)
-    table = {"bytes": BYTE_UNITS, "seconds": SECOND_UNITS, "milliseconds": MILLISECOND_UNITS}.get(unit)
+        return _int(s)
+    return _number_with_unit(raw, unit, units_accepted)
+
+
+def _int(digits: str) -> int:
+    """``int()`` of a digit string, but ValueProblem (not ValueError) past Python's 4300-digit conversion limit."""
+    try:
+        return int(digits)
+    except ValueError:
+        raise ValueProblem(f"a number of {len(digits.lstrip('+-'))} digits is too large") from None
+
+
+def _number_with_unit(raw: str, unit: str, units_accepted: bool) -> int:
+    """``16MiB``, ``1.5s``: a whole number of the key's unit once scaled, or ValueProblem."""
+    match = _UNIT_NUMBER.match(raw.strip())
+    table = _UNIT_TABLES.get(unit)
     if not match or table is None or not units_accepted:
         hint = _unit_hint(unit) if units_accepted else f"a plain integer ({unit})" if unit != "none" else None
         raise ValueProblem(f"expected a number, got {raw!r}", hint)
@@ -134,6 +156,8 @@ def parse_number(raw: object, unit: str, units_accepted: bool) -> int:
     if factor is None:
         raise ValueProblem(f"unknown unit {suffix!r} in {raw!r}", _unit_hint(unit))
     value = float(number) * factor
+    if value == float("inf"):
+        raise ValueProblem(f"a number of {len(number)} digits is too large", _unit_hint(unit))
     if abs(value - round(value)) > 1e-9:
         raise ValueProblem(f"{raw!r} is not a whole number of {unit}", _unit_hint(unit))
     return round(value)
@@ -147,53 +171,68 @@ def parse_value(raw: object, shape: str, unit: str = "none", units_accepted: boo
     if isinstance(raw, str) and has_unsafe_characters(raw):
         raise ValueProblem("value contains a newline or control character", "a sysctl value is one line of text")
     if shape in ("int", "enum", "bool"):
-        if shape == "bool" and isinstance(raw, bool):
-            return (int(raw),)
-        if isinstance(raw, (list, tuple, dict)):
-            raise ValueProblem(f"expected one number, got {_kind(raw)}")
-        return (parse_number(raw, unit, units_accepted),)
-    if shape in ("triple", "pair"):
-        arity = 3 if shape == "triple" else 2
-        if isinstance(raw, str):
-            parts: list[object] = list(raw.split())
-        elif isinstance(raw, (list, tuple)):
-            parts = list(raw)
-        else:
-            raise ValueProblem(
-                f"expected {arity} numbers, got {_kind(raw)}",
-                f'a list of {arity} numbers or the kernel\'s string "{" ".join(["N"] * arity)}"',
-            )
-        if len(parts) != arity:
-            raise ValueProblem(
-                f"expected {arity} numbers, got {len(parts)}",
-                f'a list of {arity} numbers or the kernel\'s string "{" ".join(["N"] * arity)}"',
-            )
-        return tuple(parse_number(p, unit, units_accepted) for p in parts)
+        return _one_number(raw, shape, unit, units_accepted)
+    if shape in _ARITY:
+        return _numbers(raw, _ARITY[shape], unit, units_accepted)
     if shape == "portlist":
-        if isinstance(raw, bool) or raw is None:
-            raise ValueProblem(
-                f"expected a port list, got {_kind(raw)}", 'e.g. "8080,9000-9100" or [8080, "9000-9100"]'
-            )
-        if isinstance(raw, int):
-            return format_portlist(parse_portlist(str(raw)))
-        if isinstance(raw, (list, tuple)):
-            items = []
-            for item in raw:
-                if isinstance(item, bool) or not isinstance(item, (int, str)):
-                    raise ValueProblem(f"port list entries are ports or ranges, got {_kind(item)}")
-                items.append(str(item).strip())
-            return format_portlist(parse_portlist(",".join(items)))
-        if isinstance(raw, str):
-            return format_portlist(parse_portlist(raw))
-        raise ValueProblem(f"expected a port list, got {_kind(raw)}")
+        return _port_list(raw)
     if shape == "string":
-        if not isinstance(raw, str) or not raw.strip():
-            raise ValueProblem(f"expected a name, got {_kind(raw)}")
-        s = raw.strip()
-        if not _WORD.match(s):
-            raise ValueProblem(f"{raw!r} is not a plain name", "letters, digits, '_', '-', '.' only")
-        return s
+        return _name(raw)
     raise ValueProblem(f"unsupported shape {shape}")
+
+
+_ARITY = {"triple": 3, "pair": 2}
+
+
+def _one_number(raw: object, shape: str, unit: str, units_accepted: bool) -> tuple[int]:
+    """int, enum and bool keys: one number (YAML true/false too, for bool keys)."""
+    if shape == "bool" and isinstance(raw, bool):
+        return (int(raw),)
+    if isinstance(raw, (list, tuple, dict)):
+        raise ValueProblem(f"expected one number, got {_kind(raw)}")
+    return (parse_number(raw, unit, units_accepted),)
+
+
+def _numbers(raw: object, arity: int, unit: str, units_accepted: bool) -> tuple[int, ...]:
+    """Triples and pairs: a list of numbers, or the kernel's whitespace-separated string."""
+    hint = f'a list of {arity} numbers or the kernel\'s string "{" ".join(["N"] * arity)}"'
+    if isinstance(raw, str):
+        parts: list[object] = list(raw.split())
+    elif isinstance(raw, (list, tuple)):
+        parts = list(raw)
+    else:
+        raise ValueProblem(f"expected {arity} numbers, got {_kind(raw)}", hint)
+    if len(parts) != arity:
+        raise ValueProblem(f"expected {arity} numbers, got {len(parts)}", hint)
+    return tuple(parse_number(p, unit, units_accepted) for p in parts)
+
+
+def _port_list(raw: object) -> str:
+    """``"8080,9000-9100"``, one port, or a list of ports and ranges -> the kernel's merged, sorted form."""
+    if isinstance(raw, bool) or raw is None:
+        raise ValueProblem(f"expected a port list, got {_kind(raw)}", 'e.g. "8080,9000-9100" or [8080, "9000-9100"]')
+    if isinstance(raw, int):
+        return format_portlist(parse_portlist(str(raw)))
+    if isinstance(raw, (list, tuple)):
+        items = []
+        for item in raw:
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise ValueProblem(f"port list entries are ports or ranges, got {_kind(item)}")
+            items.append(str(item).strip())
+        return format_portlist(parse_portlist(",".join(items)))
+    if isinstance(raw, str):
+        return format_portlist(parse_portlist(raw))
+    raise ValueProblem(f"expected a port list, got {_kind(raw)}")
+
+
+def _name(raw: object) -> str:
+    """String keys (``tcp_congestion_control``): one plain word."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise ValueProblem(f"expected a name, got {_kind(raw)}")
+    s = raw.strip()
+    if not _WORD.match(s):
+        raise ValueProblem(f"{raw!r} is not a plain name", "letters, digits, '_', '-', '.' only")
+    return s
 
 
 def format_kernel(parsed: Parsed) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tcptune.values import ValueProblem, canonical, format_kernel, parse_value
 
@@ -90,3 +92,51 @@ def test_port_lists_never_glue_numbers_together(a: str, b: str, equal: bool) -> 
 def test_canonical_never_raises_on_backwards_ranges() -> None:
     assert canonical("1 5-3") == "1 5-3"
     assert canonical("5-3") == "5-3"
+
+
+@pytest.mark.parametrize(
+    ("user", "kernel"),
+    [
+        ("8080,8081", "8080-8081"),  # the kernel prints adjacent reserved ports as one range
+        ("8081, 8080", "8080-8081"),
+        ([8080, "8081-8082"], "8080-8082"),
+        ("8080-8081,8082", "8080-8082"),
+    ],
+)
+def test_adjacent_ports_are_one_range_as_the_kernel_prints_them(user: object, kernel: str) -> None:
+    parsed = parse_value(user, "portlist")
+    assert parsed == kernel
+    assert canonical(parsed) == canonical(kernel) == kernel
+
+
+def test_ports_one_apart_stay_separate() -> None:
+    assert parse_value("8080,8082", "portlist") == "8080,8082"
+    assert canonical("8080,8082") != canonical("8080-8082")
+
+
+@pytest.mark.parametrize(
+    ("raw", "shape", "unit"),
+    [
+        ("1" * 5000, "int", "count"),
+        ("-" + "1" * 5000, "int", "count"),
+        (["1" * 5000, "1", "2"], "triple", "bytes"),
+        ("1" * 5000 + ",8080", "portlist", "port"),
+        ("8080-" + "1" * 5000, "portlist", "port"),
+        ("1" * 400 + "KiB", "int", "bytes"),  # a float overflows to infinity
+    ],
+)
+def test_numbers_too_long_for_python_are_value_problems(raw: object, shape: str, unit: str) -> None:
+    with pytest.raises(ValueProblem, match=r"^a number of \d+ digits is too large$"):
+        parse_value(raw, shape, unit, units_accepted=True)
+
+
+@pytest.mark.parametrize("text", ["1" * 5000, "1" * 5000 + ",1", "1-" + "1" * 5000, "2 " + "1" * 5000])
+def test_canonical_compares_numbers_too_long_for_python_as_text(text: str) -> None:
+    assert canonical(text + "\n") == text
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text(alphabet=st.sampled_from("0123456789,- \t+x"), max_size=40) | st.text(max_size=40))
+def test_canonical_never_raises_and_is_idempotent(text: str) -> None:
+    once = canonical(text)
+    assert canonical(once) == once
