@@ -57,11 +57,6 @@ class Key(NamedTuple):
     def arity(self) -> int:
         return {"triple": 3, "pair": 2}.get(self.shape, 1)
 
-    @property
-    def proc_path(self) -> str:
-        """Path relative to /proc/sys."""
-        return self.name.replace(".", "/")
-
 
 def _k(name: str, shape: Shape, unit: Unit, scope: Scope, summary: str, **kw: object) -> Key:
     if unit in ("bytes", "seconds", "milliseconds") and "units_accepted" not in kw:

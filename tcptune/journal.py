@@ -1,6 +1,6 @@
 """The state directory: journals of applies and rollbacks, the lock, and what was applied last.
 
-Layout (``/var/lib/tcptune`` by default, created 0700)::
+Layout (``target.DEFAULT_STATE_DIR`` by default, created 0700)::
 
     lock                         flock(2)ed by apply and rollback; holds the pid of the holder
     last-applied.json            the profile (name, fingerprint, values) of the last successful apply: what a
@@ -32,7 +32,6 @@ def _json() -> Any:
     return json
 
 
-DEFAULT_STATE_DIR = "/var/lib/tcptune"
 JOURNAL_VERSION = 1
 
 PENDING, COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, ABANDONED = (

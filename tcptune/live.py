@@ -18,10 +18,9 @@ from typing import NamedTuple
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_VALUE_BYTES = 1 << 20
-READ_CHUNK = 4096
 """Longest value read; a longer one is reported unreadable, never cut off."""
-
-REASONS = ("missing", "read-only", "invalid", "permission", "busy", "error")
+READ_CHUNK = 4096
+"""Bytes asked for per read(2): the kernel allocates a buffer as large as each read asks for."""
 
 
 class LiveValue(NamedTuple):
@@ -39,7 +38,10 @@ class LiveValue(NamedTuple):
 
 
 class WriteFailed(Exception):
-    """A write the kernel (or the filesystem) refused; ``reason`` is one of REASONS, ``message`` plain words."""
+    """A write the kernel (or the filesystem) refused, in plain words (``message``).
+
+    ``reason`` is one of missing, read-only, invalid, permission, busy or error.
+    """
 
     def __init__(self, key: str, reason: str, message: str) -> None:
         super().__init__(f"{key}: {message}")
@@ -93,7 +95,6 @@ class ProcSys:
                 chunks: list[bytes] = []
                 size = 0
                 while size <= MAX_VALUE_BYTES:  # /proc/sys hands out a long value a page at a time
-                    # Small reads: the kernel allocates a buffer as large as each read asks for.
                     chunk = handle.read(min(READ_CHUNK, MAX_VALUE_BYTES + 1 - size))
                     if not chunk:
                         break
@@ -283,11 +284,12 @@ def write_all(
 ) -> WriteOutcome:
     """Write ``(key, new_text, old_text)`` in order; on the first failure put back what was written, newest first.
 
-    ``before_each(key)`` runs before each write (the journal hook); if it raises, that counts as a failure of the
-    key and nothing more is written. Never raises for write errors: the outcome says exactly what state the
-    machine is in. A kernel handler may store part of a multi-number value before rejecting the rest, so the
-    failing key itself is re-read and put back too if it moved; ``same(a, b)`` decides "moved" (default: equal
-    whitespace-separated tokens; the CLI passes ``values.same``, which also knows ``030`` is ``30``).
+    ``before_each(key)`` runs before each write (apply passes a pause there, so that tests can kill it between two
+    writes); if it raises, that counts as a failure of the key and nothing more is written. Never raises for write
+    errors: the outcome says exactly what state the machine is in. A kernel handler may store part of a
+    multi-number value before rejecting the rest, so the failing key itself is re-read and put back too if it
+    moved; ``same(a, b)`` decides "moved" (default: equal whitespace-separated tokens; the CLI passes
+    ``values.same``, which also knows ``030`` is ``30``).
     """
     same = same or _same_tokens
     outcome = WriteOutcome()
@@ -295,8 +297,8 @@ def write_all(
         try:
             if before_each is not None:
                 before_each(key)
-        except Exception as exc:  # the journal could not record the write: do not make it
-            outcome.failed = (key, "error", f"could not record the change in the journal: {exc}")
+        except Exception as exc:  # whatever it was, the write is not made
+            outcome.failed = (key, "error", f"stopped before writing it: {exc}")
             break
         try:
             proc.write(key, new_text)

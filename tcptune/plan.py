@@ -208,7 +208,7 @@ def boot_states(
             else:
                 states.append(BootState(key, want, None, None, BOOT_NOT_PERSISTED))
             continue
-        shadowed = ()
+        shadowed: tuple[SysctlEntry, ...] = ()
         if own_file is not None and found.effective.file != own_file:
             shadowed = tuple(e for e in found.overridden if e.file == own_file)
         status = BOOT_OK if canonical(found.effective.value) == canonical(want) else BOOT_DIFFERS

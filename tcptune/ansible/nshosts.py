@@ -351,9 +351,9 @@ def _free_network() -> ipaddress.IPv4Network:
                 for dst in candidates:
                     with contextlib.suppress(ValueError, TypeError):
                         if dst and dst != "default":
-                            used.append(ipaddress.ip_network(dst, strict=False))
+                            used.append(ipaddress.IPv4Network(dst, strict=False))
     for _ in range(200):
-        net = ipaddress.ip_network(f"10.{random.randint(160, 250)}.{random.randint(0, 255)}.0/24")
+        net = ipaddress.IPv4Network(f"10.{random.randint(160, 250)}.{random.randint(0, 255)}.0/24")
         if not any(net.overlaps(u) for u in used if u.prefixlen >= 8):
             return net
     raise RuntimeError("no free 10.x.y.0/24 network for the fleet")

@@ -105,7 +105,7 @@ def test_write_refuses_newlines(proc: ProcSys) -> None:
     assert caught.value.reason == "invalid"
 
 
-def test_write_all_writes_in_order_and_calls_the_journal_hook_first(proc: ProcSys) -> None:
+def test_write_all_writes_in_order_and_calls_before_each_first(proc: ProcSys) -> None:
     seen: list[str] = []
     outcome = write_all(
         proc, [("net.core.somaxconn", "8", "4096"), ("net.ipv4.tcp_fin_timeout", "15", "60")], before_each=seen.append
@@ -156,14 +156,15 @@ def test_write_all_puts_back_a_failing_key_the_kernel_half_stored(tmp_path: Path
     assert proc.read("net.ipv4.tcp_rmem").text == "4096\t131072\t6291456"
 
 
-def test_a_journal_hook_failure_stops_before_the_write(proc: ProcSys) -> None:
+def test_a_before_each_failure_stops_before_the_write_and_puts_back_the_rest(proc: ProcSys) -> None:
     def hook(key: str) -> None:
         if key == "net.ipv4.tcp_fin_timeout":
             raise OSError("disk full")
 
     outcome = write_all(proc, [("net.core.somaxconn", "8", "4096"), ("net.ipv4.tcp_fin_timeout", "15", "60")], hook)
     assert outcome.failed is not None and outcome.failed[0] == "net.ipv4.tcp_fin_timeout"
-    assert "journal" in outcome.failed[2]
+    assert outcome.failed[2] == "stopped before writing it: disk full"
+    assert outcome.restored == ["net.core.somaxconn"]
     assert proc.read("net.ipv4.tcp_fin_timeout").text == "60"
     assert proc.read("net.core.somaxconn").text == "4096"
 

@@ -25,18 +25,22 @@ def render_sysctl_conf(
     """
     lines = [
         "# Managed by tcptune; changes here are overwritten by the next 'tcptune apply'.",
-        f"# profile: {_one_line(profile_name)}",
-        f"# fingerprint: {_one_line(fingerprint)}",
+        f"# profile: {_controls_replaced(profile_name)}",
+        f"# fingerprint: {_controls_replaced(fingerprint)}",
     ]
     for key in sorted(values):
-        if _one_line(key) != key or _one_line(values[key]) != values[key] or "=" in key:
+        if _controls_replaced(key) != key or _controls_replaced(values[key]) != values[key] or "=" in key:
             raise ValueError(f"refusing to persist {key!r} = {values[key]!r}: not a one-line sysctl setting")
         lines.append(f"{'-' if key in ignore_errors else ''}{key} = {values[key]}")
     return "\n".join(lines) + "\n"
 
 
-def _one_line(text: str) -> str:
-    """Control characters (newlines above all) replaced, so that text cannot start a line of its own."""
+def _controls_replaced(text: str) -> str:
+    """Every control character (newline, carriage return, tab, escape, DEL) replaced by '?'.
+
+    A sanitiser, not a whitespace folder: header text cannot start a line of its own or drive a terminal, and
+    spaces stay as they are. A key or value it would change is refused, never repaired.
+    """
     return "".join("?" if ord(ch) < 32 or ord(ch) == 127 else ch for ch in str(text))
 
 

@@ -80,10 +80,12 @@ from ansible.module_utils.tcptune_live import ProcSys, order_writes, write_all
 from ansible.module_utils.tcptune_persist import atomic_write, render_sysctl_conf
 from ansible.module_utils.tcptune_values import canonical, has_unsafe_characters, same
 
-# Everything a host does is tcptune's own shipped code (module_utils): values.canonical compares and normalises,
-# live.ProcSys validates key names and reads, live.order_writes orders and live.write_all writes and restores, as
-# the CLI does. Only the loop that turns "read every key" into "changes to make" lives here (tcptune.plan does not
-# ship to hosts).
+# Reading, writing, ordering, restoring, comparing and persisting are tcptune's own shipped code (module_utils):
+# live.ProcSys reads and checks key names, live.order_writes orders, live.write_all writes and restores,
+# values.canonical compares, persist renders and writes the file, as the CLI does. What this module still does on
+# its own (until one engine serves both) is turn the reads into per-key results and changes (``plan``) and verify
+# and put back after writing (``apply_changes``, ``put_back``); tests/unit/test_role_module.py checks both against
+# tcptune.plan and tcptune.apply on generated inputs.
 
 
 def desired_text(value):
@@ -96,11 +98,7 @@ def desired_text(value):
         return None
     if isinstance(value, str) and has_unsafe_characters(value):
         return None
-    try:
-        text = canonical(value)
-    except ValueError:  # e.g. a port range that runs backwards
-        return None
-    return text or None
+    return canonical(value) or None
 
 
 def _is_number(value):
