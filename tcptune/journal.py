@@ -201,7 +201,13 @@ def check_last_applied(data: object, path: str) -> dict[str, Any]:
 
 
 def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + f".{int(time.time() * 1e6) % 1_000_000:06d}Z"
+    """UTC with microseconds, from one reading of the clock.
+
+    Journals are ordered by it. ``time.gmtime()`` without an argument reads the kernel's coarse clock, which lags
+    ``time.time()`` by a few milliseconds after each second boundary: mixing the two dated a journal a second early.
+    """
+    seconds, micros = divmod(int(time.time() * 1_000_000), 1_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
 class Journal:

@@ -60,6 +60,26 @@ def test_finish_renames_and_history_lists_oldest_first(tmp_path: Path) -> None:
     assert state.find(second.id).id == second.id
 
 
+def test_journals_stay_in_start_order_across_a_second_boundary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """time(2), which gmtime() reads without an argument, lags the precise clock by a few ms after each second."""
+    import time
+
+    real_gmtime = time.gmtime
+    clock = [1_700_000_000.9]
+
+    def coarse_gmtime(seconds: float | None = None) -> time.struct_time:
+        return real_gmtime(int(clock[0] - 0.004) if seconds is None else seconds)
+
+    monkeypatch.setattr(time, "time", lambda: clock[0])
+    monkeypatch.setattr(time, "gmtime", coarse_gmtime)
+    state = StateDir(str(tmp_path))
+    first = state.begin("apply", profile={"name": "one"})
+    clock[0] = 1_700_000_001.002  # 2 ms into the next second
+    second = state.begin("apply", profile={"name": "two"})
+    assert second.data["started"] == "2023-11-14T22:13:21.002000Z"
+    assert [j.id for j in state.journals()] == [first.id, second.id]
+
+
 def test_a_pending_journal_of_a_dead_process_is_interrupted(tmp_path: Path) -> None:
     state = StateDir(str(tmp_path))
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
