@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 from . import persist
 from .errors import ApplyFailed, LiveStateError, PermissionProblem, TcptuneError, UsageError
 from .journal import COMPLETE, FAILED, INCOMPLETE, ROLLED_BACK, UNDOABLE, Journal, StateDir, StateWriteError
-from .live import ProcSys, WriteOutcome, write_all
+from .live import ProcSys, WriteOutcome, put_back, write_all
 from .plan import MISSING, READ_ONLY, UNREADABLE, BootState, Change, Drift, KeyState, Plan, boot_states, plan
 from .target import Target
 from .values import same
@@ -224,11 +224,11 @@ def apply(
                 os.makedirs(target.sysctl_dir, mode=0o755, exist_ok=True)
                 persist.atomic_write(target.own_file, content, 0o644)
             except OSError as exc:
-                undo = write_all(proc, [(c.key, c.old, c.new) for c in reversed(current.changes)], same=same)
+                undo = put_back(proc, [(c.key, c.new, c.old) for c in current.changes])
                 problem = f"could not write {target.own_file}: {exc.strerror or exc}"
-                if undo.ok:
-                    done = f"{problem}; the {len(undo.applied)} changed key(s) were restored, nothing is changed"
-                    _record(journal, done, lambda: journal.finish(FAILED, error=problem, restored=undo.applied))
+                if not undo.restore_failed:
+                    done = f"{problem}; the {len(undo.restored)} changed key(s) were restored, nothing is changed"
+                    _record(journal, done, lambda: journal.finish(FAILED, error=problem, restored=undo.restored))
                     raise LiveStateError(done) from None
                 done = f"{problem}; restoring the live values failed too: " + _describe_failure(undo)
                 _record(journal, done, lambda: journal.finish(INCOMPLETE, error=problem))

@@ -126,6 +126,57 @@ def test_failed_restore_exits_3_and_says_what_is_left_changed(
     assert StateDir(target.state_dir).journals()[0].status == INCOMPLETE
 
 
+def full_disk_for(path: str) -> object:
+    """persist.atomic_write, failing (ENOSPC) for ``path`` only: the journal is still written."""
+    real = core.persist.atomic_write
+
+    def write(target_path: str, text: str, mode: int = 0o644) -> None:
+        if target_path == path:
+            raise OSError(28, "No space left on device")
+        real(target_path, text, mode)
+
+    return write
+
+
+def test_a_sysctl_file_that_cannot_be_written_puts_the_live_values_back(
+    target: core.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    before = {key: ProcSys(target.proc_root).read(key).text for key in LIVE}
+    monkeypatch.setattr(core.persist, "atomic_write", full_disk_for(target.own_file))
+    with pytest.raises(LiveStateError) as caught:
+        run_apply(WEB, target)
+    assert caught.value.exit_code == 1
+    assert str(caught.value) == (
+        f"could not write {target.own_file}: No space left on device; "
+        "the 3 changed key(s) were restored, nothing is changed"
+    )
+    assert {key: ProcSys(target.proc_root).read(key).text for key in LIVE} == before
+    assert not Path(target.own_file).exists()
+    (journal,) = StateDir(target.state_dir).journals()
+    assert journal.status == FAILED
+    assert sorted(journal.data["restored"]) == [
+        "net.core.somaxconn",
+        "net.ipv4.tcp_fin_timeout",
+        "net.ipv4.tcp_tw_reuse",
+    ]
+
+
+def test_a_sysctl_file_that_cannot_be_written_and_a_key_that_cannot_be_put_back_exit_3(
+    target: core.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core.persist, "atomic_write", full_disk_for(target.own_file))
+    monkeypatch.setattr(target_module, "ProcSys", failing_proc("no.such.key", restore_fails="net.core.somaxconn"))
+    with pytest.raises(ApplyFailed) as caught:
+        run_apply(WEB, target)
+    assert caught.value.exit_code == 3
+    assert "NOT restored, still at the new value: net.core.somaxconn (the kernel reports" in str(caught.value)
+    assert "restored to their previous values: net.ipv4.tcp_tw_reuse, net.ipv4.tcp_fin_timeout" in str(caught.value)
+    # the others are back: one key that cannot be put back does not send them forward again
+    assert live(target, "net.core.somaxconn") == "8192"
+    assert live(target, "net.ipv4.tcp_fin_timeout") == "60" and live(target, "net.ipv4.tcp_tw_reuse") == "2"
+    assert StateDir(target.state_dir).journals()[0].status == INCOMPLETE
+
+
 def test_missing_keys_refuse_up_front_unless_skipped(target: core.Target) -> None:
     want = desired(net__ipv4__tcp_fin_timeout="15", net__ipv4__tcp_mem="1 2 3")
     with pytest.raises(LiveStateError, match=r"(?s)nothing was changed.*net\.ipv4\.tcp_mem: missing on this kernel"):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.live import LiveValue, ProcSys, WriteFailed, order_writes, write_all
+from tcptune.live import LiveValue, ProcSys, WriteFailed, order_writes, put_back, write_all
 
 
 @pytest.fixture
@@ -154,6 +154,22 @@ def test_write_all_puts_back_a_failing_key_the_kernel_half_stored(tmp_path: Path
     outcome = write_all(HalfStoring(str(tmp_path)), [("net.ipv4.tcp_rmem", "1 2 x", "4096\t131072\t6291456")])
     assert outcome.restored == ["net.ipv4.tcp_rmem"]
     assert proc.read("net.ipv4.tcp_rmem").text == "4096\t131072\t6291456"
+
+
+def test_put_back_undoes_every_key_it_can_even_when_one_refuses(tmp_path: Path, proc: ProcSys) -> None:
+    changes = [
+        ("net.core.somaxconn", "8", "4096"),
+        ("net.ipv4.tcp_fin_timeout", "15", "60"),
+        ("net.ipv4.tcp_tw_reuse", "1", "2"),
+    ]
+    assert write_all(proc, changes).ok
+    refusing = FailingProc(str(tmp_path), {}, fail_restore={"net.ipv4.tcp_fin_timeout"})
+    refusing.writes.append(("net.ipv4.tcp_fin_timeout", "15"))  # it was written once already
+    outcome = put_back(refusing, changes)
+    assert [key for key, _ in refusing.writes[1:]] == [key for key, _, _ in reversed(changes)]  # newest first
+    assert outcome.restored == ["net.ipv4.tcp_tw_reuse", "net.core.somaxconn"]
+    assert outcome.restore_failed == [("net.ipv4.tcp_fin_timeout", "the kernel reports the setting as busy")]
+    assert [proc.read(key).text for key, _, _ in changes] == ["4096", "15", "2"]
 
 
 def test_a_before_each_failure_stops_before_the_write_and_puts_back_the_rest(proc: ProcSys) -> None:

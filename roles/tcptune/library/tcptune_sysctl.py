@@ -77,6 +77,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.tcptune_live import ProcSys, order_writes, write_all
+from ansible.module_utils.tcptune_live import put_back as put_back_live
 from ansible.module_utils.tcptune_persist import atomic_write, render_sysctl_conf
 from ansible.module_utils.tcptune_values import canonical, has_unsafe_characters, same
 
@@ -201,9 +202,9 @@ def apply_changes(proc, results, changes):
 
 
 def put_back(proc, results, changes, failed=()):
-    """Undo a complete write pass (``live.write_all`` of the old values, newest first, as the CLI does when the
-    file cannot be written); every key's status then says what the host holds now. -> True if all are back."""
-    write_all(proc, [(key, old, new) for key, new, old in reversed(changes)], same=same)
+    """Undo a complete write pass (``live.put_back``, newest first, as the CLI does when the file cannot be
+    written); every key's status then says what the host holds now. -> True if all are back."""
+    put_back_live(proc, changes)
     back = True
     for key, _new, old in changes:
         now = proc.read(key)

@@ -329,6 +329,19 @@ def write_all(
     return outcome
 
 
+def put_back(proc: ProcSys, changes: list[tuple[str, str, str]]) -> WriteOutcome:
+    """Undo ``(key, new_text, old_text)`` changes that were all written, newest first, each key on its own.
+
+    For a step after the writes that failed (the sysctl.d file could not be written). Unlike ``write_all`` of the
+    old values, a key that cannot be put back does not make the others go forward again: as much of the old state
+    as the kernel allows, with ``restored`` and ``restore_failed`` saying which key is where.
+    """
+    outcome = WriteOutcome()
+    for key, _new, old in reversed(changes):
+        _restore(proc, key, old, outcome)
+    return outcome
+
+
 def _restore(proc: ProcSys, key: str, old_text: str, outcome: WriteOutcome) -> None:
     try:
         proc.write(key, old_text)
