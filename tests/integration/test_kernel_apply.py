@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,8 @@ import pytest
 from tests.integration.kernel_sandbox import KernelSandbox, host_value
 
 pytestmark = [pytest.mark.slow, pytest.mark.netns]
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "profiles"
 
 # keys written below, in the order tcptune writes them (sorted; see live.order_writes)
 KEYS = (
@@ -28,6 +31,7 @@ GUARDED = (
     *KEYS,
     "net.ipv4.ip_local_port_range",
     "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
     "net.core.rmem_max",
     "kernel.pid_max",
 )
@@ -219,3 +223,39 @@ def test_diff_as_json_and_persistence_override_inside_the_namespace(sandbox: Ker
     assert (boot["file"], boot["line"], boot["value"]) == (str(later), 2, "30")
     assert boot["overrides"][0]["file"] == str(sandbox.sysctl_dir / "90-tcptune.conf")
     assert rows["net.ipv4.tcp_fin_timeout"]["status"] == "ok"
+
+
+def test_a_sysctl_dir_that_cannot_be_written_leaves_the_kernel_as_it_was(sandbox: KernelSandbox) -> None:
+    before = values(sandbox)
+    read_only = (
+        "import subprocess, sys; subprocess.run(['sh', '-c', "
+        '\'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0"\', sys.argv[1]], check=True)'
+    )
+    made = sandbox.python(read_only.replace("sys.argv[1]", repr(str(sandbox.sysctl_dir))))
+    assert made.returncode == 0, made.stderr
+    result = sandbox.run("apply", "--yes", profile(sandbox))
+    assert result.returncode == 1, result.stdout + result.stderr
+    own = sandbox.sysctl_dir / "90-tcptune.conf"
+    assert f"could not write {own}: Read-only file system; the 5 changed key(s) were restored" in result.stderr
+    assert values(sandbox) == before
+    assert not own.exists()
+    assert [j["status"] for j in journals(sandbox)] == ["failed"]
+
+
+def test_the_port_edges_validate_accepts_are_the_kernels(sandbox: KernelSandbox) -> None:
+    """The low local port may equal ip_unprivileged_port_start, 65535 is the highest reservable port and 65536 is
+    refused, and the kernel prints adjacent reserved ports as one range (so "8080,8081" is no drift)."""
+    path = profile(sandbox, (FIXTURES / "good" / "port-edges.yaml").read_text())
+    assert sandbox.run("validate", path).returncode == 0
+    result = sandbox.run("apply", "--yes", path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sandbox.read("net.ipv4.ip_unprivileged_port_start") == "2000"
+    assert sandbox.read("net.ipv4.ip_local_port_range").split() == ["2000", "60999"]
+    assert sandbox.read("net.ipv4.ip_local_reserved_ports") == "8080-8081,65535"
+    diff = sandbox.run("diff", path)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    with pytest.raises(subprocess.CalledProcessError):
+        sandbox.write("net.ipv4.ip_local_reserved_ports", "65536")
+    assert sandbox.read("net.ipv4.ip_local_reserved_ports") == "8080-8081,65535"
+    too_high = profile(sandbox, (FIXTURES / "bad" / "reserved-port-65536.yaml").read_text(), "bad.yaml")
+    assert sandbox.run("validate", too_high).returncode == 1
