@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -68,17 +69,62 @@ def test_second_apply_writes_nothing_and_journals_nothing(target: core.Target) -
     assert len(StateDir(target.state_dir).journals()) == 1
 
 
+class SyncSpy:
+    """Records, in order, each fsync(2) (the path and inode its fd refers to) and each write(2) into /proc/sys."""
+
+    def __init__(self, target: core.Target, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.proc_root = os.path.realpath(target.proc_root)
+        self.journal_dir = os.path.realpath(os.path.join(target.state_dir, "journal"))
+        self.events: list[tuple[str, str, int]] = []
+        real_fsync, real_write = os.fsync, os.write
+
+        def fsync(fd: int) -> None:
+            real_fsync(fd)
+            self.events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}"), os.fstat(fd).st_ino))
+
+        def write(fd: int, data: bytes) -> int:
+            path = os.readlink(f"/proc/self/fd/{fd}")
+            if path.startswith(self.proc_root + "/"):
+                self.events.append(("write", path, self.pending_journal_inode()))
+            return real_write(fd, data)
+
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "write", write)
+
+    def pending_journal_inode(self) -> int:
+        (pending,) = Path(self.journal_dir).glob("*.pending.json")
+        return pending.stat().st_ino
+
+    def assert_journal_durable_before_the_first_write(self) -> None:
+        """The pending journal's own data fsync'd, then its directory (the rename), then the first write."""
+        kinds = [kind for kind, _, _ in self.events]
+        assert "write" in kinds, self.events
+        first_write = kinds.index("write")
+        journal = self.events[first_write][2]
+        file_syncs = [i for i, (kind, _, ino) in enumerate(self.events) if kind == "fsync" and ino == journal]
+        assert file_syncs, f"the journal's data was never fsync'd: {self.events}"
+        dir_syncs = [
+            i
+            for i, (kind, path, _) in enumerate(self.events)
+            if kind == "fsync" and path == self.journal_dir and i > file_syncs[0]
+        ]
+        assert dir_syncs, f"the journal directory was not fsync'd after the journal: {self.events}"
+        assert file_syncs[0] < dir_syncs[0] < first_write, self.events
+
+
 def test_journal_is_fsynced_before_the_first_write(target: core.Target, monkeypatch: pytest.MonkeyPatch) -> None:
-    seen: list[bool] = []
-    original = ProcSys.write
-
-    def spy(self: ProcSys, key: str, text: str) -> None:
-        seen.append(StateDir(target.state_dir).has_pending_files())
-        original(self, key, text)
-
-    monkeypatch.setattr(ProcSys, "write", spy)
+    spy = SyncSpy(target, monkeypatch)
     run_apply(WEB, target)
-    assert seen and all(seen)
+    spy.assert_journal_durable_before_the_first_write()
+
+
+def test_rollback_journal_is_fsynced_before_its_first_write(
+    target: core.Target, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_apply(WEB, target)
+    spy = SyncSpy(target, monkeypatch)
+    core.rollback(target)
+    spy.assert_journal_durable_before_the_first_write()
 
 
 def failing_proc(bad_key: str, reason: str = "invalid", restore_fails: str | None = None) -> type[ProcSys]:
