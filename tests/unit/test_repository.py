@@ -1,8 +1,7 @@
-"""Repository-level checks that CI must keep true: lint, the shipped profiles, README's commands."""
+"""Repository-level checks that CI must keep true: lint, format, types, the shipped profiles, README's commands."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,14 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_ruff_is_clean() -> None:
-    ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff not installed")
-    result = subprocess.run([ruff, "check", "."], cwd=ROOT, capture_output=True, text=True)
+@pytest.mark.parametrize(
+    "check",
+    [["ruff", "check", "."], ["ruff", "format", "--check", "."], ["mypy"]],
+    ids=["ruff-check", "ruff-format", "mypy"],
+)
+def test_static_checks_are_clean(check: list[str]) -> None:
+    """Run through this interpreter (the [test] extras install all three): a missing tool fails, never skips."""
+    result = subprocess.run([sys.executable, "-m", *check], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 

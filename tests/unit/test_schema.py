@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 import yaml
 
@@ -12,7 +13,6 @@ from tcptune import catalog
 from tcptune.profile import FIELDS
 from tcptune.schema import profile_schema
 
-jsonschema = pytest.importorskip("jsonschema")
 PROFILES = sorted((Path(__file__).resolve().parents[2] / "profiles").glob("*.yaml"))
 
 
