@@ -152,8 +152,6 @@ def test_key_names_are_checked_by_procsys_not_a_regex_of_its_own(proc: Path) -> 
         "1\x1b[2J",
         None,
         {"a": 1},
-        "",
-        " ",
         [1, "2\n"],
         [8080, "9000-9100"],
         [True, 2],
@@ -163,6 +161,17 @@ def test_refuses_values_that_are_not_one_line(proc: Path, value: object) -> None
     _, failure = mod.run(params(proc, {"net.ipv4.tcp_fin_timeout": value}), False)
     assert failure and "one line" in failure
     assert live(proc, "net/ipv4/tcp_fin_timeout") == "60"
+
+
+def test_an_empty_value_is_written_as_the_cli_writes_it(proc: Path) -> None:
+    """A profile may clear ip_local_reserved_ports with "": its role must be able to do the same."""
+    (proc / "net/ipv4/ip_local_reserved_ports").write_text("8080\n")
+    p = params(proc, {"net.ipv4.ip_local_reserved_ports": ""})
+    result, failure = mod.run(p, False)
+    assert failure is None, failure
+    assert result["changed_keys"] == ["net.ipv4.ip_local_reserved_ports"]
+    assert live(proc, "net/ipv4/ip_local_reserved_ports") == ""
+    assert "net.ipv4.ip_local_reserved_ports = \n" in Path(p["sysctl_file"]).read_text()
 
 
 def test_missing_key_stops_the_host_before_any_write(proc: Path) -> None:

@@ -90,7 +90,10 @@ from ansible.module_utils.tcptune_values import canonical, has_unsafe_characters
 
 
 def desired_text(value):
-    """A setting as the text to write (``values.canonical``); None if it is not a plain one-line value."""
+    """A setting as the text to write (``values.canonical``); None if it is not a plain one-line value.
+
+    Empty text is a value (``ip_local_reserved_ports: ""`` clears the list, as the CLI does); the kernel judges it.
+    """
     if isinstance(value, (list, tuple)):
         if not all(_is_number(v) for v in value):
             return None
@@ -99,7 +102,7 @@ def desired_text(value):
         return None
     if isinstance(value, str) and has_unsafe_characters(value):
         return None
-    return canonical(value) or None
+    return canonical(value)
 
 
 def _is_number(value):
