@@ -7,16 +7,25 @@ Its ``module_utils`` imports are pointed at tcptune's own modules: the role ship
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
 import pytest
+from hypothesis import HealthCheck, given, note, seed, settings
+from hypothesis import strategies as st
 
 import tcptune.live
 import tcptune.persist
 import tcptune.values
+from tcptune import apply as core
+from tcptune import plan as cli_plan
+from tcptune import target as target_module
 from tcptune.ansible.render import MODULE_SOURCE
+from tcptune.errors import TcptuneError
 
 
 def _load_module() -> ModuleType:
@@ -387,7 +396,258 @@ def test_a_file_that_cannot_be_written_puts_the_live_values_back(proc: Path, mon
     assert live(proc, "net/ipv4/tcp_fin_timeout") == "60" and live(proc, "net/core/somaxconn") == "4096"
 
 
-def test_module_has_no_copies_of_shared_logic() -> None:
-    source = Path(MODULE_SOURCE).read_text()
-    assert "import re\n" not in source and ".split())" not in source
-    assert "order_writes" in source and "write_all" in source and "has_unsafe_characters" in source
+# ---- differential: the module's planner, verify and put-back against tcptune's own ------------------------------
+#
+# The module still plans, verifies and puts back with code of its own (tcptune.plan and tcptune.apply do not ship
+# to hosts). Generated desired values and /proc/sys-shaped trees go through both; where they must agree, they do.
+
+SEED = int(os.environ.get("TCPTUNE_TEST_SEED", "20260801"))
+DIFFERENTIAL = settings(max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+
+SHAPES = {
+    "net.core.somaxconn": "int",
+    "net.core.rmem_max": "int",
+    "net.ipv4.tcp_fin_timeout": "int",
+    "net.ipv4.ip_unprivileged_port_start": "int",
+    "net.ipv4.tcp_rmem": "triple",
+    "net.ipv4.tcp_wmem": "triple",
+    "net.ipv4.ip_local_port_range": "pair",
+    "net.ipv4.ip_local_reserved_ports": "portlist",
+    "net.ipv4.tcp_congestion_control": "string",
+}
+numbers = st.integers(0, 70000)
+
+
+@st.composite
+def kernel_value(draw: st.DrawFn, shape: str) -> str:
+    """A value as tcptune writes it (what validate hands apply, and what a role passes the module)."""
+    if shape == "int":
+        return str(draw(numbers))
+    if shape in ("triple", "pair"):
+        count = 3 if shape == "triple" else 2
+        return " ".join(map(str, sorted(draw(st.lists(numbers, min_size=count, max_size=count)))))
+    if shape == "portlist":
+        ports = draw(st.lists(st.integers(1, 40), max_size=5))
+        return tcptune.values.format_portlist(tcptune.values.parse_portlist(",".join(str(8000 + p) for p in ports)))
+    return draw(st.sampled_from(["cubic", "bbr", "reno"]))
+
+
+@st.composite
+def spelled(draw: st.DrawFn, value: str) -> str:
+    """The same value as a kernel or a user may spell it: tabs, leading zeros, '+', ranges split into ports."""
+    if value and all(t.isdigit() for t in value.split()):
+        parts = [draw(st.sampled_from(["", "0", "00", "+"])) + t for t in value.split()]
+        return draw(st.sampled_from([" ", "\t", "  "])).join(parts) + draw(st.sampled_from(["", " ", "\t"]))
+    if value and set(value) <= set("0123456789,-"):
+        ports = [p for lo, hi in tcptune.values.parse_portlist(value) for p in range(lo, hi + 1)]
+        return draw(st.sampled_from([", ", ","])).join(map(str, draw(st.permutations(ports))))
+    return draw(st.sampled_from(["", " "])) + value
+
+
+LIVE_KINDS = ("same", "other", "missing", "group", "outside", "too long", "read-only same", "read-only other")
+TOO_LONG = 64
+"""live.MAX_VALUE_BYTES in these trees: a "too long" key holds more, and reads as unreadable."""
+
+
+World = dict[str, tuple[str, str, str]]
+
+
+@st.composite
+def scenario(draw: st.DrawFn, kinds: tuple[str, ...] = LIVE_KINDS) -> World:
+    """key -> (desired, live kind, live text), for 1..5 keys."""
+    keys = draw(st.lists(st.sampled_from(sorted(SHAPES)), min_size=1, max_size=5, unique=True))
+    out = {}
+    for key in keys:
+        desired = draw(kernel_value(SHAPES[key]))
+        kind = draw(st.sampled_from(kinds))
+        text = draw(spelled(desired)) if kind.endswith("same") else draw(kernel_value(SHAPES[key]))
+        out[key] = (desired, kind, text)
+    return out
+
+
+def build_tree(root: Path, world: World) -> None:
+    root.mkdir(parents=True)
+    (root.parent / "outside").write_text("1\n")
+    for key, (_desired, kind, text) in world.items():
+        path = root.joinpath(*key.split("."))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if kind == "group":
+            path.mkdir()
+        elif kind == "outside":
+            path.symlink_to(root.parent / "outside")
+        elif kind == "too long":
+            path.write_text("1" * (TOO_LONG + 1) + "\n")
+        elif kind != "missing":
+            path.write_text(text + "\n")
+            if kind.startswith("read-only"):
+                path.chmod(0o444)
+
+
+def tree_values(root: Path, world: World) -> dict[str, str | None]:
+    proc = tcptune.live.ProcSys(str(root))
+    return {key: proc.read(key).text for key in world}
+
+
+def writable_by_mode(path: str) -> bool:
+    """Root may write any file of a temporary tree: here a key without write bits is the read-only one."""
+    try:
+        return bool(os.stat(path).st_mode & 0o222)
+    except OSError:
+        return False
+
+
+@DIFFERENTIAL
+@seed(SEED)
+@given(scenario(), st.sampled_from(["as written", "spelled"]))
+def test_the_module_plans_as_tcptune_plan_does(world: World, form: str) -> None:
+    """Per-key status, blocked keys, the changes, their order and old values: the same for the same inputs."""
+    note(f"seed {SEED} (set TCPTUNE_TEST_SEED to change it)")
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tcptune.live, "_writable", writable_by_mode)
+        patch.setattr(tcptune.live, "MAX_VALUE_BYTES", TOO_LONG)
+        root = Path(tmp) / "proc"
+        build_tree(root, world)
+        proc = tcptune.live.ProcSys(str(root))
+        desired = {key: d if form == "as written" else f" {d}\t" for key, (d, _kind, _text) in world.items()}
+        wanted, problems = mod.check_input(proc, desired)
+        results, changes, blocked = mod.plan(proc, wanted)
+        cli = cli_plan.plan(desired, proc.read_many(desired))
+        cli_status = {s.key: s.status for s in cli.keys}
+        # a key that resolves outside the tree is refused as input by the module, unreadable to the CLI
+        assert {k: cli_status[k] for k in problems} == {k: "unreadable" for k, w in world.items() if w[1] == "outside"}
+        as_cli = {"changed": cli_plan.DIFFERS}
+        assert {k: as_cli.get(r["status"], r["status"]) for k, r in results.items()} == {
+            k: status for k, status in cli_status.items() if k not in problems
+        }
+        assert set(blocked) | set(problems) == {s.key for s in cli.blocked}
+        assert [(key, old) for key, _new, old in changes] == [(c.key, c.old) for c in cli.changes]
+        assert [new for _key, new, _old in changes] == [tcptune.values.canonical(c.new) for c in cli.changes]
+
+
+class FaultyKernel(tcptune.live.ProcSys):
+    """A tree that misbehaves as a kernel may, for one key: refuses the write, keeps another value, or refuses
+    to take the old value back. Every write is logged (key, text), in order."""
+
+    def __init__(self, root: str, fault: str, key: str | None, log: list[tuple[str, str]]) -> None:
+        super().__init__(root)
+        self.fault, self.key, self.log = fault, key, log
+
+    def write(self, key: str, text: str) -> None:
+        self.log.append((key, text))
+        if key == self.key and self.fault == "refuse":
+            raise tcptune.live.WriteFailed(key, "invalid", "the kernel rejected it")
+        if key == self.key and self.fault == "refuse put-back" and sum(k == key for k, _ in self.log) > 1:
+            raise tcptune.live.WriteFailed(key, "busy", "the kernel reports the setting as busy")
+        if key == self.key and self.fault == "clamp" and sum(k == key for k, _ in self.log) == 1:
+            text = "12345"  # the new value only: the old one is within what the kernel keeps
+        super().write(key, text)
+
+
+FAULTS = ("none", "refuse", "clamp", "file", "file + refuse put-back")
+
+
+def run_module(root: Path, sysctl_dir: Path, world: World, fault: str, key: str | None) -> dict:
+    log: list[tuple[str, str]] = []
+    desired = {k: d for k, (d, _kind, _text) in world.items()}
+    own = str(sysctl_dir / "90-tcptune.conf")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(mod, "ProcSys", lambda r: FaultyKernel(r, fault.removeprefix("file + "), key, log))
+        if fault.startswith("file"):
+            patch.setattr(mod, "atomic_write", failing_write(own, tcptune.persist.atomic_write))
+        p = {
+            "settings": desired,
+            "persist": True,
+            "sysctl_file": own,
+            "profile_name": "diff",
+            "fingerprint": "fp",
+            "proc_root": str(root),
+        }
+        result, failure = mod.run(p, False)
+    exit_code = 0 if failure is None else 3 if result["changed"] else 1
+    not_kept = sorted(k for k, v in result.get("failed_keys", {}).items() if v["reason"] == "not-kept")
+    statuses = {k: v["status"] for k, v in result["sysctls"].items()}
+    return {"exit": exit_code, "writes": log, "not_kept": not_kept, "statuses": statuses}
+
+
+def run_cli(root: Path, sysctl_dir: Path, state: Path, world: World, fault: str, key: str | None) -> dict:
+    log: list[tuple[str, str]] = []
+    desired = core.Desired("diff", "fp", {k: d for k, (d, _kind, _text) in world.items()})
+    target = core.Target(str(root), str(state), str(sysctl_dir), str(sysctl_dir.parent))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(target_module, "ProcSys", lambda r: FaultyKernel(r, fault.removeprefix("file + "), key, log))
+        if fault.startswith("file"):
+            patch.setattr(core.persist, "atomic_write", failing_write(target.own_file, core.persist.atomic_write))
+        try:
+            result = core.apply(desired, target, core.make_plan(desired, target))
+        except TcptuneError as exc:
+            return {"exit": exc.exit_code, "writes": log, "not_kept": []}
+    not_kept = sorted(k for k, _live, _expected in result.mismatches)
+    return {"exit": 1 if not_kept else 0, "writes": log, "not_kept": not_kept}
+
+
+def failing_write(path: str, real: Callable[[str, str, int], None]) -> Callable[..., None]:
+    """atomic_write, failing (ENOSPC) for the sysctl.d file only."""
+
+    def write(target_path: str, text: str, mode: int = 0o644) -> None:
+        if target_path == path:
+            raise OSError(28, "No space left on device")
+        real(target_path, text, mode)
+
+    return write
+
+
+@DIFFERENTIAL
+@seed(SEED)
+@given(
+    scenario(kinds=("same", "other", "other", "other", "missing", "outside", "too long", "read-only other")),
+    st.sampled_from(FAULTS),
+    st.integers(0, 4),
+)
+def test_the_module_writes_verifies_and_puts_back_as_apply_does(world: World, fault: str, which: int) -> None:
+    """The same writes in the same order (restores included), the same live values and sysctl.d file after, the
+    same class of outcome (0 ok, 1 failed and put back, 3 something could not be put back).
+
+    One known difference, kept visible here until one engine serves both: a value the kernel does not keep
+    (clamped) is reported by both, but apply keeps the written values and the file (exit 1), while the module
+    puts every key back and writes no file.
+    """
+    note(f"seed {SEED} (set TCPTUNE_TEST_SEED to change it)")
+    key = sorted(world)[which % len(world)] if fault != "none" else None
+    with tempfile.TemporaryDirectory() as tmp, pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tcptune.live, "_writable", writable_by_mode)
+        patch.setattr(tcptune.live, "MAX_VALUE_BYTES", TOO_LONG)
+        base = Path(tmp)
+        for side in ("module", "cli"):
+            build_tree(base / side / "proc", world)
+            (base / side / "etc/sysctl.d").mkdir(parents=True)
+        before = tree_values(base / "module" / "proc", world)
+        module = run_module(base / "module" / "proc", base / "module" / "etc/sysctl.d", world, fault, key)
+        cli = run_cli(base / "cli" / "proc", base / "cli" / "etc/sysctl.d", base / "state", world, fault, key)
+        for side, outcome in (("module", module), ("cli", cli)):
+            own = base / side / "etc/sysctl.d/90-tcptune.conf"
+            outcome["live"] = tree_values(base / side / "proc", world)
+            outcome["file"] = own.read_text() if own.exists() else None
+    assert_statuses_are_true(module, before, world)
+    assert module["not_kept"] == cli["not_kept"]
+    if cli["not_kept"]:  # the known difference: see the docstring
+        assert (module["exit"], cli["exit"]) == (1, 1)
+        assert module["file"] is None and cli["file"] is not None
+        assert cli["writes"] == module["writes"][: len(cli["writes"])]
+        assert module["live"] == before
+        return
+    assert module["writes"] == cli["writes"]
+    assert module["live"] == cli["live"]
+    assert module["file"] == cli["file"]
+    assert module["exit"] == cli["exit"]
+
+
+def assert_statuses_are_true(module: dict, before: dict[str, str | None], world: World) -> None:
+    """What the module reports per key is what the tree holds after it."""
+    for key, status in module["statuses"].items():
+        now = module["live"][key]
+        if status in ("restored", "failed", "not-written", "read-only"):
+            assert now == before[key], (key, status)
+        elif status == "restore-failed":
+            assert now != before[key], (key, status)
+        elif status in ("changed", "ok"):
+            assert tcptune.values.same(now, world[key][0]), (key, status)
