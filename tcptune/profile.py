@@ -363,6 +363,7 @@ def _text_field(field: str, node: yaml.Node, doc: _Document, multiline: bool) ->
 
 
 def _read_name(node: yaml.Node, doc: _Document) -> None:
+    """``name``: plain characters only, as it becomes a file header, a role name and a play name."""
     value = _text_field("name", node, doc, multiline=False)
     if value is None:
         return
@@ -377,12 +378,14 @@ def _read_name(node: yaml.Node, doc: _Document) -> None:
 
 
 def _read_description(node: yaml.Node, doc: _Document) -> None:
+    """``description``: any text without control characters, its whitespace folded to single spaces."""
     value = _text_field("description", node, doc, multiline=True)
     if value is not None:
         doc.description = " ".join(value.split())
 
 
 def _read_extends(node: yaml.Node, doc: _Document) -> None:
+    """``extends``: one profile name or path, or a list of them, each with where it was written."""
     refs = node.value if isinstance(node, yaml.SequenceNode) else [node]
     for ref in refs:
         if not isinstance(ref, yaml.ScalarNode) or not ref.value or ref.tag != "tag:yaml.org,2002:str":
@@ -392,6 +395,7 @@ def _read_extends(node: yaml.Node, doc: _Document) -> None:
 
 
 def _read_settings(node: yaml.Node, doc: _Document, loader: _StrictLoader | _StrictCLoader) -> None:
+    """The ``settings`` mapping (empty or null: none): each key once, each value plain."""
     if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
         return
     if not isinstance(node, yaml.MappingNode):
