@@ -16,15 +16,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .sockets import (
-    CLOSE_WAIT,
-    ESTABLISHED,
-    FIN_WAIT2,
-    OUT,
-    TIME_WAIT,
-    Evidence,
-    format_address,
-)
+from .sockets.evidence import Evidence
+from .sockets.states import CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, TIME_WAIT
+from .sockets.tally import format_address, port_and_direction
 
 SEVERITIES = ("critical", "warning", "info")
 INT_MAX = 2**31 - 1
@@ -116,8 +110,13 @@ def suggested_values(findings: Iterable[Finding]) -> dict[str, str]:
 
 
 def _where(key: int) -> str:
-    port = key & 0xFFFF
-    return f"outgoing connections to remote port {port}" if key & OUT else f"local port {port}"
+    port, direction = port_and_direction(key)
+    return f"outgoing connections to remote port {port}" if direction == "out" else f"local port {port}"
+
+
+def _port_fields(key: int) -> dict[str, Any]:
+    port, direction = port_and_direction(key)
+    return {"port": port, "direction": direction}
 
 
 def _since(evidence: Evidence) -> str:
@@ -136,13 +135,9 @@ def _owner_text(evidence: Evidence, key: int) -> tuple[str, tuple[dict[str, Any]
         looked = key in evidence.owners
         return ("owner unknown" + (" (no process could be inspected; run as root)" if looked else ""), ())
     text = ", ".join(f"pid {o.pid} ({o.name})" for o in owners)
-    port = key & 0xFFFF
-    direction = "out" if key & OUT else "in"
     return (
         f"held by {text}",
-        tuple(
-            {"port": port, "direction": direction, "pid": o.pid, "name": o.name, "sockets": o.sockets} for o in owners
-        ),
+        tuple({**_port_fields(key), "pid": o.pid, "name": o.name, "sockets": o.sockets} for o in owners),
     )
 
 
@@ -160,7 +155,7 @@ def _close_wait(evidence: Evidence, limits: Thresholds) -> Iterable[Finding]:
             id="close-wait",
             severity="critical" if count >= 10 * limits.min_sockets else "warning",
             title=f"{count} CLOSE_WAIT sockets on {_where(key)}: the application is not closing them ({owner_text})",
-            numbers={"close_wait": count, "port": key & 0xFFFF, "direction": "out" if key & OUT else "in"},
+            numbers={"close_wait": count, **_port_fields(key)},
             why="CLOSE_WAIT means the peer closed the connection and the local application has not called close() "
             "on its socket. The kernel never times these out and no sysctl changes that: fix the application "
             "(a leaked connection, a worker stuck before closing, an error path without close). Restarting "
@@ -174,7 +169,7 @@ def _fin_wait2(evidence: Evidence, limits: Thresholds) -> Iterable[Finding]:
     total = counts.states[FIN_WAIT2]
     orphans = counts.fin_wait2_orphans
     ports = sorted(((row[FIN_WAIT2], key) for key, row in counts.ports.items() if row[FIN_WAIT2]), reverse=True)[:3]
-    top = [{"port": key & 0xFFFF, "direction": "out" if key & OUT else "in", "fin_wait2": n} for n, key in ports]
+    top = [{**_port_fields(key), "fin_wait2": n} for n, key in ports]
     if orphans >= limits.min_sockets:
         fin = evidence.sysctl_int("net.ipv4.tcp_fin_timeout")
         step = next((s for s in FIN_TIMEOUT_STEPS if fin is not None and fin > s), None)
@@ -234,20 +229,20 @@ def _tw_buckets(evidence: Evidence, limits: Thresholds) -> Iterable[Finding]:
     tw = evidence.sockstat.get("tw", evidence.counts.states[TIME_WAIT])
     limit = evidence.sysctl_int("net.ipv4.tcp_max_tw_buckets")
     overflow = evidence.counter("TcpExt.TCPTimeWaitOverflow")
-    near = bool(limit) and tw >= limits.tw_ratio * limit
-    if not near and overflow < limits.min_events:
+    overflowed = overflow >= limits.min_events
+    if overflowed:
+        title = f"TIME_WAIT table overflowed {overflow} times {_since(evidence)}"
+    elif limit and tw >= limits.tw_ratio * limit:
+        title = f"{tw} TIME_WAIT sockets: {_pct(tw / limit)} % of tcp_max_tw_buckets ({limit})"
+    else:
         return
     yield Finding(
         id="time-wait-buckets",
-        severity="critical" if overflow >= limits.min_events else "warning",
-        title=(
-            f"TIME_WAIT table overflowed {overflow} times {_since(evidence)}"
-            if overflow >= limits.min_events
-            else f"{tw} TIME_WAIT sockets: {_pct(tw / limit)} % of tcp_max_tw_buckets ({limit})"
-        ),
+        severity="critical" if overflowed else "warning",
+        title=title,
         numbers={"time_wait": tw, "tcp_max_tw_buckets": limit, "TCPTimeWaitOverflow": overflow},
         keys=("net.ipv4.tcp_max_tw_buckets",),
-        suggest={"net.ipv4.tcp_max_tw_buckets": str(min(max(limit or 0, tw) * 2, INT_MAX))} if limit else {},
+        suggest={"net.ipv4.tcp_max_tw_buckets": str(min(max(limit, tw) * 2, INT_MAX))} if limit else {},
         why='When the table is full, closing connections skip TIME_WAIT ("time wait bucket table overflow") and '
         "lose its protection against stray segments of the old connection. A TIME_WAIT socket costs a few "
         "hundred bytes and no file descriptor: raise the limit rather than fight TIME_WAIT.",

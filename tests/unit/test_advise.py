@@ -16,7 +16,6 @@ from tcptune.sockets import (
     Listener,
     Owner,
     SocketCounts,
-    port_key,
 )
 from tcptune.validate import validate
 
@@ -56,7 +55,7 @@ def evidence(
     """Evidence from plain numbers: ports as {(port, "in"|"out"): {STATE: n}}, endpoints as {remote port: {...}}."""
     counts = SocketCounts(listeners=listeners or [], fin_wait2_orphans=fin_wait2_orphans)
     for (port, direction), states in (ports or {}).items():
-        counts.ports[port_key(port, direction)] = _row(states)
+        counts.ports[port | OUT if direction == "out" else port] = _row(states)
     for rport, states in (endpoints or {}).items():
         counts.endpoints[(LOCAL, REMOTE, rport)] = _row(states)
         counts.ports[rport | OUT] = _row(states)
@@ -192,6 +191,24 @@ def test_time_wait_overflow_counter_is_critical() -> None:
     ev = evidence(sockstat={"tw": 10}, counters={"TcpExt.TCPTimeWaitOverflow": 12})
     finding = only(advise(ev), "time-wait-buckets")
     assert finding.severity == "critical" and "12 times" in finding.title
+
+
+def test_a_single_time_wait_overflow_counts() -> None:
+    ev = evidence(sockstat={"tw": 10}, counters={"TcpExt.TCPTimeWaitOverflow": 1})
+    assert only(advise(ev), "time-wait-buckets").severity == "critical"
+
+
+def test_time_wait_above_a_lowered_limit_suggests_twice_the_count() -> None:
+    ev = evidence(sockstat={"tw": 300000}, sysctls={"net.ipv4.tcp_max_tw_buckets": "100000"})
+    finding = only(advise(ev), "time-wait-buckets")
+    assert finding.suggest == {"net.ipv4.tcp_max_tw_buckets": "600000"} and "300.0 %" in finding.title
+
+
+def test_time_wait_overflow_with_an_unreadable_limit_suggests_nothing() -> None:
+    ev = evidence(counters={"TcpExt.TCPTimeWaitOverflow": 5}, sysctls={"net.ipv4.tcp_max_tw_buckets": None})
+    finding = only(advise(ev), "time-wait-buckets")
+    assert finding.severity == "critical" and finding.suggest == {}
+    assert finding.numbers["tcp_max_tw_buckets"] is None
 
 
 # ---- orphans --------------------------------------------------------------------------------------------------------
