@@ -132,3 +132,23 @@ def test_profiles_lists_library(capsys: pytest.CaptureFixture[str]) -> None:
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--version"]) == 0
     assert capsys.readouterr().out.startswith("tcptune ")
+
+
+def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["--help"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.split("Commands:")[1].splitlines() if line.strip()]
+    assert listed == [
+        "validate",
+        "show",
+        "explain",
+        "schema",
+        "profiles",
+        "diff",
+        "apply",
+        "history",
+        "rollback",
+        "role",
+        "push",
+        "status",
+        "recommend",
+    ]
