@@ -1,13 +1,19 @@
-"""Renderers: plain text, JSON and tables. rich is imported only here and only when a terminal will see it."""
+"""Renderers: plain text, JSON, tables, a progress bar, and the writer of files a user names for output.
+
+rich is imported only here and only when a terminal will see it.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any, TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TextIO, TypeVar
 
-from .errors import Diagnostic
+from .errors import Diagnostic, TcptuneError
+from .persist import atomic_write
+
+T = TypeVar("T")
 
 STYLES = {
     "error": "31",
@@ -49,12 +55,74 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=False, default=str) + "\n")
 
 
+def one_line(text: object) -> str:
+    """Text for one line of a table, a message or a comment: whitespace and control characters folded to single
+    spaces (a kernel value's tabs, a multi-line error from a host, a profile description in a YAML comment)."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
+
+
 def diagnostic_line(diagnostic: Diagnostic, stream: TextIO | None = None) -> str:
     text = str(diagnostic)
     if diagnostic.severity == "warning":
         return text.replace("warning:", paint("warning:", "warning", stream), 1)
     location = str(diagnostic.location)
     return paint(location, "error", stream) + text[len(location) :]
+
+
+def emit_diagnostics(diagnostics: Iterable[Diagnostic], *, err: bool = True) -> None:
+    """One line each, location first (coloured on a terminal)."""
+    stream = sys.stderr if err else sys.stdout
+    for diagnostic in diagnostics:
+        emit(diagnostic_line(diagnostic, stream), err=err)
+
+
+def write_file(path: str, text: str) -> None:
+    """Write a file the user named (``status -o``, ``recommend --write``) atomically; a problem is one line."""
+    if os.path.isdir(path):
+        raise TcptuneError(f"cannot write {path}: it is a directory (name a file in it)")
+    try:
+        atomic_write(path, text)
+    except OSError as exc:
+        raise cannot_write(path, exc) from None
+
+
+def cannot_write(path: str, exc: OSError) -> TcptuneError:
+    """The error for a file the user named that could not be written, in words: the path and the reason."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if isinstance(exc, FileNotFoundError) and not os.path.isdir(directory):
+        problem = f"no such directory {directory}"
+    else:
+        problem = (exc.strerror or str(exc)).lower()
+    return TcptuneError(f"cannot write {path}: {problem}")
+
+
+def with_progress(label: str, job: Callable[[Callable[[int], None], Callable[[str], None]], T]) -> T:
+    """Run ``job(started, advanced)`` under a progress bar on stderr if it is a terminal, plainly otherwise.
+
+    The job calls ``started(total)`` once it knows how many steps there are and ``advanced(text)`` after each one.
+    """
+    if not is_terminal(sys.stderr):
+        return job(lambda _total: None, lambda _text: None)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(label, total=None)
+
+        def started(total: int) -> None:
+            progress.update(task, total=total)
+
+        def advanced(text: str) -> None:
+            progress.update(task, advance=1, description=text)
+
+        return job(started, advanced)
 
 
 def table(
@@ -80,12 +148,30 @@ def table(
         return
     if title:
         emit(title)
+    for line in plain_table(headers, rows):
+        emit(line)
+
+
+def plain_table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], *, indent: str = "", align_numbers: bool = False
+) -> list[str]:
+    """Aligned plain-text lines, headers in upper case; with ``align_numbers``, columns of numbers align right."""
+    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
+    numeric = [
+        align_numbers and all(row[i].replace(".", "", 1).lstrip("+-").isdigit() or row[i] in ("", "-") for row in cells)
+        for i in range(len(headers))
+    ]
     widths = [len(h) for h in headers]
-    for row in rows:
+    for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row)]
-    emit("  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip())
-    for row in rows:
-        emit("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+
+    def line(row: Sequence[str]) -> str:
+        return (
+            indent
+            + "  ".join(c.rjust(w) if right else c.ljust(w) for c, w, right in zip(row, widths, numeric)).rstrip()
+        )
+
+    return [line([h.upper() for h in headers]), *(line(row) for row in cells)]
 
 
 # ---- socket status and findings (issue 5): plain text with bars, Prometheus textfile ------------------------------
@@ -103,24 +189,8 @@ _STATE_STYLE = {
 _SEVERITY_STYLE = {"critical": "error", "warning": "warning", "info": "ok"}
 
 
-def format_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], indent: str = "  ") -> list[str]:
-    """Aligned plain-text lines; cells that are numbers are right-aligned."""
-    cells = [[("" if c is None else str(c)) for c in row] for row in rows]
-    numeric = [
-        all(row[i].replace(".", "", 1).lstrip("+-").isdigit() or row[i] in ("", "-") for row in cells)
-        for i in range(len(headers))
-    ]
-    widths = [len(h) for h in headers]
-    for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
-
-    def line(row: Sequence[str]) -> str:
-        return (
-            indent
-            + "  ".join(c.rjust(w) if right else c.ljust(w) for c, w, right in zip(row, widths, numeric)).rstrip()
-        )
-
-    return [line([h.upper() for h in headers]), *(line(row) for row in cells)]
+def _status_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
+    return plain_table(headers, rows, indent="  ", align_numbers=True)
 
 
 def _bar(value: int, largest: int, width: int = 40) -> str:
@@ -184,7 +254,7 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
         )
         columns = _state_columns(status["by_port"])
         out.extend(
-            format_table(
+            _status_table(
                 ["port", "dir", "total", *columns],
                 [
                     (r["port"], r["direction"], r["total"], *(r["states"].get(c, "") for c in columns))
@@ -196,7 +266,7 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
         add("")
         add(paint("Outgoing connections per remote endpoint: local ports in use of the range", "bold"))
         out.extend(
-            format_table(
+            _status_table(
                 ["local", "remote", "in use", "%", "time_wait", "established"],
                 [
                     (
@@ -216,7 +286,7 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
         add(paint(f"By remote address (top {len(status['by_remote'])})", "bold"))
         columns = _state_columns(status["by_remote"])
         out.extend(
-            format_table(
+            _status_table(
                 ["address", "total", *columns],
                 [(r["address"], r["total"], *(r["states"].get(c, "") for c in columns)) for r in status["by_remote"]],
             )
@@ -225,7 +295,7 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
         add("")
         add(paint("Listeners (accept queue now / backlog)", "bold"))
         out.extend(
-            format_table(
+            _status_table(
                 ["address", "port", "queue", "backlog"],
                 [
                     (item["address"], item["port"], item["queue"], "?" if item["backlog"] is None else item["backlog"])
@@ -250,7 +320,7 @@ def status_text(status: dict[str, Any], *, counters: bool = True) -> str:
             if deltas is not None:
                 change = f"+{deltas.get(name, 0)}"
             rows.append((name.split(".", 1)[1], value, change, COUNTER_HELP.get(name, "")))
-        lines = format_table(["counter", "value", "change" if deltas is not None else "", "meaning"], rows)
+        lines = _status_table(["counter", "value", "change" if deltas is not None else "", "meaning"], rows)
         for index, (name, value, change, _help) in enumerate(rows, start=1):
             alarming = name in (
                 "ListenOverflows",

@@ -27,6 +27,19 @@ class Target(NamedTuple):
     sysctl_root: str = "/"
     """Root of the tree whose sysctl.d directories are read to predict boot-time values."""
 
+    @classmethod
+    def at(
+        cls,
+        proc_root: str = REAL_PROC_SYS,
+        state_dir: str = DEFAULT_STATE_DIR,
+        sysctl_dir: str | None = None,
+        sysctl_root: str = "/",
+    ) -> Target:
+        """The target the command-line paths name: tcptune's file goes to ``<sysctl_root>/etc/sysctl.d`` unless
+        ``sysctl_dir`` says otherwise, so that a tree given as a root is self-contained."""
+        sysctl_dir = sysctl_dir or os.path.join(sysctl_root, DEFAULT_SYSCTL_DIR.lstrip("/"))
+        return cls(proc_root, state_dir, sysctl_dir, sysctl_root)
+
     @property
     def proc(self) -> ProcSys:
         """The tree to read and write; UsageError for an empty --proc-root, LiveStateError for a missing one."""

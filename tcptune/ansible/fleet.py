@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import FleetError
+from ..output import one_line
 from .render import RoleSpec, render_role, unsafe, yaml_document
 
 MODULE = "tcptune_sysctl"
@@ -43,14 +44,6 @@ class HostResult:
     message: str = ""
 
     @property
-    def reason(self) -> str:
-        """Short reason for a failed or unreachable host: the first failing key's reason, else the status."""
-        if self.failed_keys:
-            key, info = next(iter(sorted(self.failed_keys.items())))
-            return f"{key}: {info.get('reason', 'error')}"
-        return self.status
-
-    @property
     def drift(self) -> list[str]:
         """Keys whose live value differs from the desired one (whatever could be done about it)."""
         return [k for k, v in sorted(self.keys.items()) if v.get("status") != "ok"]
@@ -65,6 +58,43 @@ class HostResult:
             "message": self.message,
             "keys": self.keys,
         }
+
+    def push_row(self) -> tuple[object, ...]:
+        """(host, status, keys changed, detail): this host's line in the table of ``tcptune push``."""
+        if self.status in ("changed", "ok"):
+            keys = self.changed_keys
+            detail = ", ".join(keys) if len(keys) <= 4 else ", ".join(keys[:4]) + f", ... (+{len(keys) - 4})"
+            if self.file_changed and not keys:
+                detail = "sysctl.d file rewritten"
+            return (self.host, self.status, len(keys), detail or "up to date")
+        if self.status == "failed":
+            reasons = sorted({info.get("reason", "error") for info in self.failed_keys.values()})
+            return (self.host, "failed" + (f" ({', '.join(reasons)})" if reasons else ""), "-", self.message)
+        return (self.host, self.status, "-", self.message)
+
+    def drift_rows(self) -> list[tuple[object, ...]]:
+        """(host, key, live, desired, status): this host's lines in the table of ``tcptune diff -i``.
+
+        One per drifted key and one for the sysctl.d file if it would change; otherwise one saying why there is
+        nothing to compare (unreachable, failed) or that the host is "ok".
+        """
+        if self.status == "unreachable":
+            return [(self.host, "-", "-", "-", f"unreachable: {self.message}")]
+        rows: list[tuple[object, ...]] = []
+        for key in self.drift:
+            entry = self.keys[key]
+            status = entry.get("status")
+            if status in ("changed", "not-written"):  # the module's check-mode words for "would be written"
+                status = "differs"
+            before = entry.get("before")
+            rows.append((self.host, key, "-" if before is None else one_line(before), entry.get("desired"), status))
+        if self.file_changed:
+            rows.append((self.host, "(sysctl.d file)", "-", "-", "differs"))
+        if self.status == "failed" and not self.keys:
+            rows.append((self.host, "-", "-", "-", f"failed: {self.message}"))
+        elif not self.drift and not self.file_changed:
+            rows.append((self.host, "-", "-", "-", "ok"))
+        return rows
 
 
 @dataclass
@@ -86,6 +116,12 @@ class FleetResult:
 
     def counts(self) -> dict[str, int]:
         return {s: sum(h.status == s for h in self.hosts) for s in HOST_STATUSES}
+
+    def push_rows(self) -> list[tuple[object, ...]]:
+        return [host.push_row() for host in self.hosts]
+
+    def drift_rows(self) -> list[tuple[object, ...]]:
+        return [row for host in self.hosts for row in host.drift_rows()]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -237,7 +273,7 @@ def _host_result(event: str, host: str, data: dict[str, Any], previous: HostResu
     if event == "runner_on_failed":
         if data.get("ignore_errors"):
             return None
-        message = _one_line(res.get("msg") or "failed")
+        message = one_line(res.get("msg") or "failed")
         if previous is None:
             result = _from_module(host, res, "failed") if ours else HostResult(host, "failed")
             result.message = message
@@ -258,12 +294,8 @@ def _from_module(host: str, res: dict[str, Any], status: str) -> HostResult:
         keys=dict(res.get("sysctls") or {}),
         failed_keys=dict(res.get("failed_keys") or {}),
         file_changed=bool(res.get("file_changed")),
-        message=_one_line(res.get("msg") or ""),
+        message=one_line(res.get("msg") or ""),
     )
-
-
-def _one_line(text: object) -> str:
-    return " ".join(str(text).split())
 
 
 def _close_ssh_masters(control_dir: Path) -> None:

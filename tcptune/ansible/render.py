@@ -18,12 +18,17 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from .. import catalog
 from ..errors import FleetError
+from ..output import one_line
+from ..target import Target
+
+if TYPE_CHECKING:
+    from ..validate import Verdict
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates" / "role"
@@ -39,7 +44,8 @@ SHIPPED_MODULE_UTILS = {
 
 GENERIC_ROLE = "tcptune"
 MIN_ANSIBLE_VERSION = "2.15"
-DEFAULT_SYSCTL_FILE = "/etc/sysctl.d/90-tcptune.conf"
+DEFAULT_SYSCTL_FILE = Target().own_file
+"""The file tcptune persists to on a host: the same as the CLI's on the machine it runs on."""
 MOLECULE_HOSTS = ("tt4-h1", "tt4-h2", "tt4-h3")
 _TEMPLATE_MARKERS = ("{", "}", "%")  # anything Jinja could read as {{ }}, {% %} or {# #}
 _MARKER_FILE = ".tcptune-role"
@@ -81,8 +87,8 @@ def _check_role_name(name: str) -> None:
         raise FleetError(f"{name!r} is not a role name (lower case letters, digits and underscores)")
 
 
-def spec_from_verdict(verdict: Any) -> RoleSpec:
-    """A validated profile (tcptune.validate.Verdict without errors) -> the spec of its role."""
+def spec_from_verdict(verdict: Verdict) -> RoleSpec:
+    """A validated profile (a Verdict without errors) -> the spec of its role."""
     profile = verdict.profile
     return RoleSpec(
         role_name=role_name_for(profile.name),
@@ -306,11 +312,6 @@ def as_data(value: Any) -> Any:
 def yaml_document(data: Any) -> str:
     """YAML for Ansible to read: ``as_data`` applied to everything, block style."""
     return _dump(as_data(data))
-
-
-def one_line(text: object) -> str:
-    """Profile text for a YAML comment or the README: whitespace and control characters folded to single spaces."""
-    return " ".join("".join(ch if ch.isprintable() else " " for ch in str(text)).split())
 
 
 def markdown_text(text: object) -> str:

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tcptune.cli import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_USAGE, run
+from tcptune.cli import run
 from tcptune.journal import StateDir
+from tcptune.live import ProcSys
 
 PROFILE = """\
 name: tt3-web
@@ -56,7 +57,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
 
 
 def test_diff_exits_2_on_drift_and_shows_each_key(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    assert run(["diff", str(env.profile)]) == 2
     out = capsys.readouterr().out
     assert "net.ipv4.tcp_fin_timeout  60" in out and "differs" in out
     assert "net.ipv4.tcp_rmem" in out and "\x1b[" not in out  # piped: plain text
@@ -70,7 +71,7 @@ def test_tabs_in_the_kernels_triple_are_not_drift(env: Env, capsys: pytest.Captu
 
 
 def test_diff_json_has_one_object_per_key_and_a_summary(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["diff", "-f", "json", str(env.profile)]) == EXIT_DRIFT
+    assert run(["diff", "-f", "json", str(env.profile)]) == 2
     data = json.loads(capsys.readouterr().out)
     assert len(data["keys"]) == 3
     assert data["summary"]["differs"] == 2 and data["summary"]["drift"] is True
@@ -79,32 +80,32 @@ def test_diff_json_has_one_object_per_key_and_a_summary(env: Env, capsys: pytest
 
 def test_diff_reports_missing_keys(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     env.profile.write_text(PROFILE + "  net.ipv4.tcp_mem: [1, 2, 3]\n")
-    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    assert run(["diff", str(env.profile)]) == 2
     assert "missing on this kernel" in capsys.readouterr().out
 
 
 def test_diff_of_an_invalid_profile_exits_1(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     env.profile.write_text("settings:\n  net.ipv4.tcp_fin_timeout: -5\n")
-    assert run(["diff", str(env.profile)]) == EXIT_ERROR
+    assert run(["diff", str(env.profile)]) == 1
     assert "out of range" in capsys.readouterr().err
 
 
 def test_diff_without_a_profile_before_any_apply_says_how_to_start(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["diff"]) == EXIT_ERROR
+    assert run(["diff"]) == 1
     err = capsys.readouterr().err
     assert "no applied profile" in err and "tcptune apply" in err
 
 
 def test_apply_without_yes_and_without_a_terminal_refuses(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["apply", str(env.profile)]) == EXIT_USAGE
+    assert run(["apply", str(env.profile)]) == 64
     assert "pass --yes" in capsys.readouterr().err
     assert env.live("net/ipv4/tcp_fin_timeout") == "60"
 
 
 def test_dry_run_prints_the_plan_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["apply", "--dry-run", str(env.profile)]) == EXIT_OK
+    assert run(["apply", "--dry-run", str(env.profile)]) == 0
     out = capsys.readouterr().out
     assert "2 to change, 1 already at the desired value" in out
     assert env.live("net/ipv4/tcp_fin_timeout") == "60"
@@ -114,36 +115,36 @@ def test_dry_run_prints_the_plan_and_changes_nothing(env: Env, capsys: pytest.Ca
 def test_apply_then_diff_is_clean_and_a_bare_diff_uses_the_applied_profile(
     env: Env, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["apply", "--yes", str(env.profile)]) == EXIT_OK
+    assert run(["apply", "--yes", str(env.profile)]) == 0
     assert env.live("net/ipv4/tcp_fin_timeout") == "15"
     assert "# profile: tt3-web" in env.own.read_text()
-    assert run(["diff", str(env.profile)]) == EXIT_OK
-    assert run(["diff"]) == EXIT_OK
+    assert run(["diff", str(env.profile)]) == 0
+    assert run(["diff"]) == 0
     assert "no drift" in capsys.readouterr().out
     env.proc.joinpath("net/core/somaxconn").write_text("128\n")
-    assert run(["diff"]) == EXIT_DRIFT
+    assert run(["diff"]) == 2
 
 
 def test_second_apply_is_up_to_date(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     run(["apply", "--yes", str(env.profile)])
     capsys.readouterr()
-    assert run(["apply", str(env.profile)]) == EXIT_OK  # nothing to confirm: no --yes needed
+    assert run(["apply", str(env.profile)]) == 0  # nothing to confirm: no --yes needed
     assert "up to date" in capsys.readouterr().out
     assert len(StateDir(str(env.state)).journals()) == 1
 
 
 def test_apply_json_output(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["apply", "--yes", "--format", "json", str(env.profile)]) == EXIT_OK
+    assert run(["apply", "--yes", "--format", "json", str(env.profile)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["applied"] is True and sorted(data["written"]) == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
 
 
 def test_no_persist_leaves_sysctl_d_alone_and_diff_reports_it(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    assert run(["apply", "--yes", "--no-persist", str(env.profile)]) == EXIT_OK
+    assert run(["apply", "--yes", "--no-persist", str(env.profile)]) == 0
     assert not env.own.exists()
-    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    assert run(["diff", str(env.profile)]) == 2
     assert "not persisted" in capsys.readouterr().out
-    assert run(["diff", "--live-only", str(env.profile)]) == EXIT_OK
+    assert run(["diff", "--live-only", str(env.profile)]) == 0
 
 
 def test_diff_names_the_file_and_line_that_overrides_ours(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,28 +153,28 @@ def test_diff_names_the_file_and_line_that_overrides_ours(env: Env, capsys: pyte
     later.parent.mkdir(parents=True)
     later.write_text("# vendor\nnet.ipv4.tcp_fin_timeout = 30\n")
     capsys.readouterr()
-    assert run(["diff", str(env.profile)]) == EXIT_DRIFT
+    assert run(["diff", str(env.profile)]) == 2
     out = capsys.readouterr().out
     assert f"would be 30 from {later}:2, overriding {env.own}:" in out
 
 
 def test_missing_key_refused_before_any_write_unless_skipped(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     env.profile.write_text(PROFILE + "  net.ipv4.tcp_mem: [1, 2, 3]\n")
-    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR
+    assert run(["apply", "--yes", str(env.profile)]) == 1
     assert "net.ipv4.tcp_mem: missing on this kernel" in capsys.readouterr().err
     assert env.live("net/ipv4/tcp_fin_timeout") == "60"
-    assert run(["apply", "--yes", "--skip-missing", str(env.profile)]) == EXIT_OK
+    assert run(["apply", "--yes", "--skip-missing", str(env.profile)]) == 0
     assert "warning: skipping net.ipv4.tcp_mem" in capsys.readouterr().out
 
 
 def test_history_and_rollback(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     run(["apply", "--yes", str(env.profile)])
     capsys.readouterr()
-    assert run(["history"]) == EXIT_OK
+    assert run(["history"]) == 0
     out = capsys.readouterr().out
     assert "tt3-web" in out and "complete" in out
-    assert run(["rollback"]) == EXIT_USAGE  # no terminal, no --yes
-    assert run(["rollback", "--yes"]) == EXIT_OK
+    assert run(["rollback"]) == 64  # no terminal, no --yes
+    assert run(["rollback", "--yes"]) == 0
     assert env.live("net/ipv4/tcp_fin_timeout") == "60" and not env.own.exists()
     capsys.readouterr()
     run(["history", "--format", "json"])
@@ -193,9 +194,9 @@ def test_an_interrupted_apply_is_announced_by_every_command(env: Env, capsys: py
     for argv in (["explain", "tcp_fin_timeout"], ["history"], ["diff", str(env.profile)]):
         run(argv)
         assert "was interrupted" in capsys.readouterr().err, argv
-    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR
+    assert run(["apply", "--yes", str(env.profile)]) == 1
     assert "run 'tcptune rollback' first" in capsys.readouterr().err
-    assert run(["rollback", "--yes"]) == EXIT_OK
+    assert run(["rollback", "--yes"]) == 0
     assert env.live("net/core/somaxconn") == "4096"
     run(["history"])
     assert "was interrupted" not in capsys.readouterr().err
@@ -206,7 +207,7 @@ def test_apply_on_the_real_kernel_as_non_root_fails_up_front(
 ) -> None:
     monkeypatch.setenv("TCPTUNE_PROC_ROOT", "/proc/sys")
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR
+    assert run(["apply", "--yes", str(env.profile)]) == 1
     assert "must run as root" in capsys.readouterr().err
 
 
@@ -224,11 +225,11 @@ def test_a_malformed_pending_journal_is_one_warning_not_a_crash(env: Env, capsys
     bad = journal_dir / "x.pending.json"
     bad.write_text(json.dumps({"id": "x", "changes": 5}))
     for argv in (["explain", "tcp_fin_timeout"], ["diff", str(env.profile)]):
-        assert run(argv) in (EXIT_OK, EXIT_DRIFT), argv
+        assert run(argv) in (0, 2), argv
         err = capsys.readouterr().err
         assert f"warning: skipping {bad}: malformed journal: 'status' must be one of" in err, argv
         assert len(err.strip().splitlines()) == 1 and "internal error" not in err
-    assert run(["apply", "--yes", str(env.profile)]) == EXIT_ERROR  # refuses to act next to a damaged journal
+    assert run(["apply", "--yes", str(env.profile)]) == 1  # refuses to act next to a damaged journal
     assert f"{bad}: malformed journal" in capsys.readouterr().err
     assert env.live("net/ipv4/tcp_fin_timeout") == "60"
 
@@ -253,7 +254,7 @@ def test_a_bare_diff_with_a_malformed_last_applied_record_is_an_error(
 ) -> None:
     env.state.mkdir()
     (env.state / "last-applied.json").write_text(json.dumps(record))
-    assert run(["diff"]) == EXIT_ERROR
+    assert run(["diff"]) == 1
     err = capsys.readouterr().err
     assert f"{env.state / 'last-applied.json'}: malformed last-applied record" in err and says in err
 
@@ -263,7 +264,7 @@ def test_apply_that_cannot_record_last_applied_succeeds_with_a_warning(
 ) -> None:
     (env.state / "last-applied.json").mkdir(parents=True, mode=0o700)
     env.state.chmod(0o700)
-    assert run(["apply", "--yes", str(env.profile)]) == EXIT_OK
+    assert run(["apply", "--yes", str(env.profile)]) == 0
     captured = capsys.readouterr()
     assert "warning: cannot write" in captured.out and "last-applied.json" in captured.out
     assert env.live("net/ipv4/tcp_fin_timeout") == "15" and env.own.exists()
@@ -280,7 +281,7 @@ def test_diff_and_apply_reject_an_empty_or_missing_proc_root(
     env: Env, capsys: pytest.CaptureFixture[str], root: str, says: str
 ) -> None:
     for argv in (["diff", str(env.profile)], ["apply", "--yes", str(env.profile)]):
-        assert run([*argv, "--proc-root", root]) == EXIT_ERROR, argv
+        assert run([*argv, "--proc-root", root]) == 1, argv
         assert says in capsys.readouterr().err
 
 
@@ -288,11 +289,33 @@ def test_rollback_restores_the_file_in_the_sysctl_dir_it_is_given(
     env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
-    assert run(["apply", "--yes", "--sysctl-dir", str(elsewhere), str(env.profile)]) == EXIT_OK
+    assert run(["apply", "--yes", "--sysctl-dir", str(elsewhere), str(env.profile)]) == 0
     assert (elsewhere / "90-tcptune.conf").exists()
     capsys.readouterr()
-    assert run(["rollback", "--yes"]) == EXIT_ERROR  # this run's own file is in <sysctl root>/etc/sysctl.d
+    assert run(["rollback", "--yes"]) == 1  # this run's own file is in <sysctl root>/etc/sysctl.d
     assert "refusing to restore or delete any other file" in capsys.readouterr().err
     assert env.live("net/ipv4/tcp_fin_timeout") == "15"
-    assert run(["rollback", "--yes", "--sysctl-dir", str(elsewhere)]) == EXIT_OK
+    assert run(["rollback", "--yes", "--sysctl-dir", str(elsewhere)]) == 0
     assert not (elsewhere / "90-tcptune.conf").exists() and env.live("net/ipv4/tcp_fin_timeout") == "60"
+
+
+def test_apply_exits_1_and_names_the_key_when_the_kernel_clamps_a_value(
+    env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class ClampingProcSys(ProcSys):
+        """somaxconn capped at 5000, as a kernel handler may store less than it was given without failing."""
+
+        def write(self, key: str, text: str) -> None:
+            if key == "net.core.somaxconn" and int(text) > 5000:
+                text = "5000"
+            super().write(key, text)
+
+    monkeypatch.setattr("tcptune.target.ProcSys", ClampingProcSys)
+    assert run(["apply", "--yes", str(env.profile)]) == 1
+    out = capsys.readouterr().out
+    assert "warning: net.core.somaxconn: live 5000, expected 8192 (the kernel clamped or ignored the value)" in out
+    assert env.live("net/core/somaxconn") == "5000" and env.live("net/ipv4/tcp_fin_timeout") == "15"
+    assert run(["apply", "--yes", "--format", "json", str(env.profile)]) == 1
+    assert json.loads(capsys.readouterr().out)["mismatches"] == [
+        {"key": "net.core.somaxconn", "live": "5000", "expected": "8192"}
+    ]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from tcptune.cli import run
+from tcptune.journal import StateDir
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sockets"
 TREES = ["--source", "proc", "--proc-net", str(FIXTURES), "--proc-root", str(FIXTURES / "proc_sys")]
@@ -123,20 +123,6 @@ def test_status_watch_ends_cleanly_on_ctrl_c(
     monkeypatch.setattr(time, "sleep", interrupt)
     assert run(["status", *TREES, "--watch", "5"]) == 0
     assert "TCP sockets in" in capsys.readouterr().out
-
-
-def test_status_does_not_load_rich_jinja_or_ansible() -> None:
-    import subprocess
-
-    probe = (
-        "import sys, io, contextlib\n"
-        "from tcptune.cli import run\n"
-        "with contextlib.redirect_stdout(io.StringIO()):\n"
-        f"    assert run(['status', *{TREES!r}]) == 0\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'rich', 'jinja2', 'ansible', 'ansible_runner'}))"
-    )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
 
 
 def test_status_missing_proc_net_is_an_error_not_a_traceback(
@@ -300,3 +286,27 @@ def test_recommend_write_to_a_directory_is_refused(tmp_path: Path, capsys: pytes
 def test_status_rejects_an_empty_or_missing_proc_root(root: str, says: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["status", "--source", "proc", "--proc-net", str(FIXTURES), "--proc-root", root]) == 1
     assert says in capsys.readouterr().err
+
+
+def _interrupt_an_apply(state_dir: Path) -> None:
+    journal = StateDir(str(state_dir)).begin("apply", profile={"name": "tt5-web"}, proc_root="/nonexistent")
+    journal.update(pid=2**22 + 11)
+
+
+def test_recommend_warns_about_an_interrupted_apply_in_its_own_state_dir(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _interrupt_an_apply(tmp_path / "elsewhere")  # $TCPTUNE_STATE_DIR (tmp_path/state) has nothing pending
+    assert run(["recommend", *TREES, "--state-dir", str(tmp_path / "elsewhere")]) == 0
+    err = capsys.readouterr().err
+    assert "of profile tt5-web" in err and "was interrupted" in err
+
+
+def test_recommend_ignores_the_environments_state_dir_when_given_its_own(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _interrupt_an_apply(tmp_path / "state")  # $TCPTUNE_STATE_DIR
+    assert run(["recommend", *TREES, "--state-dir", str(tmp_path / "clean")]) == 0
+    assert "was interrupted" not in capsys.readouterr().err
+    assert run(["status", *TREES]) == 0  # no --state-dir: the environment's is the one to check
+    assert "was interrupted" in capsys.readouterr().err
