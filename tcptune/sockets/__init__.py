@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from .counters import COUNTER_HELP, COUNTERS, parse_counter_table, parse_sockstat, read_counters, read_sockstat
 from .evidence import (
+    DEFAULT_PROC_NET,
     SYSCTL_KEYS,
     Evidence,
     count_sockets,
@@ -35,6 +36,7 @@ from .wire import SocketRecord, SourceUnavailable
 __all__ = [
     "COUNTERS",
     "COUNTER_HELP",
+    "DEFAULT_PROC_NET",
     "OUT",
     "STATE_NAMES",
     "STATE_NUMBER",
