@@ -19,7 +19,10 @@ Each write then goes through the kernel model (``kernel_write``), which knows ho
 which values it refuses. Whatever cannot be told exactly comes out as ``unknown`` with its reason.
 
 Assumptions, true at boot and in a fresh network namespace: nothing has written a per-interface IPv4 setting
-(``net.ipv4.conf.<if>.*``) before the applier runs, and the applier runs in the C or a UTF-8 locale.
+(``net.ipv4.conf.<if>.*``) before the applier runs, and the applier runs in the C or a UTF-8 locale. Keys of real
+interfaces other than ``lo`` are unknown: the interface may appear after the applier ran (udev then re-runs
+systemd-sysctl for it). systemd-sysctl.service also reads the ``sysctl.extra`` credential when the boot passes one
+(kernel command line, SMBIOS): that cannot be seen from the file system.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class KernelView(NamedTuple):
     ``names``: every sysctl file, as a /proc/sys-relative slash path (``net/ipv4/tcp_rmem``), so globs can be
     expanded and missing keys recognised; None means "not known": keys tcptune has a write rule for are assumed to
     exist and globs cannot be expanded. ``read_only``: files that exist but refuse writes (mode 0444, a read-only
-    mount). ``initial``: values before the applier runs, as read from /proc/sys (slash path -> text).
+    mount). ``initial``: values before the applier runs, as /proc/sys shows them (slash path -> text); for a boot
+    these are the kernel's defaults, not today's live values (which already carry the last boot's settings).
     """
 
     names: frozenset[str] | None = None
@@ -746,6 +750,11 @@ def _slash(key: str) -> str:
 def _conclude(sim: _Kernel, path: str, key: str, everything_unknown: str | None) -> Prediction:
     if everything_unknown:
         return Prediction(key, "unknown", None, reason=everything_unknown)
+    parts = path.split("/")
+    if len(parts) == 5 and parts[:2] == ["net", "ipv4"] and parts[2] in ("conf", "neigh"):
+        if parts[3] not in ("all", "default", "lo"):
+            reason = "a per-interface key: at boot the interface may appear only after the applier ran"
+            return Prediction(key, "unknown", None, reason=f"{reason} (udev then re-runs systemd-sysctl for it)")
     for pattern, reason, explicit in sim.unexpanded:
         if path not in explicit and _could_match(pattern, path):
             return Prediction(key, "unknown", None, reason=f"glob {_text(pattern)}: {reason}")

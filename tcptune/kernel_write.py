@@ -12,6 +12,7 @@ Whatever cannot be told exactly is an ``Unknown`` with its reason, never a guess
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from .catalog import KernelWrite
@@ -31,8 +32,9 @@ _AFTER_NUMBER = frozenset(b" \t\n")  # proc_wspace_sep
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-class Unknown(NamedTuple):
-    """A value (or outcome) the model cannot tell, and why."""
+@dataclass(frozen=True)
+class Unknown:
+    """A value (or outcome) the model cannot tell, and why. (Not a tuple, so it never equals a value.)"""
 
     reason: str
 

@@ -176,6 +176,7 @@ class Generator:
             ("vertical-tab", b"\v", b""),
             ("vertical-tab", b"", b"\v"),
             ("trailing-text", b"", b"  "),
+            ("trailing-text", b"", b" = 5"),
         ]
         name, before, after = self.rng.choice(choices)
         classes.add(name)

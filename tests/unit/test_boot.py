@@ -185,6 +185,13 @@ def test_leading_slash_keeps_slashes_but_not_dots(tmp_path: Path) -> None:
     assert both(slashes) == ("30", "30")
 
 
+def test_a_slash_spelled_explicit_key_beats_a_glob_in_systemd_only(tmp_path: Path) -> None:
+    lines = "/net/ipv4/tcp_keepalive_time = 600\nnet.ipv4.tcp_keepalive_* = 100\n"
+    root = make(tmp_path, {"/etc/sysctl.d/a.conf": lines})
+    # systemd normalises the key, so the glob skips it; procps compares "/proc/sys//net/..." literally
+    assert both(root, "net/ipv4/tcp_keepalive_time") == ("600", "100")
+
+
 def test_trailing_separator_is_simplified_away_by_systemd_only(tmp_path: Path) -> None:
     root = make(tmp_path, {"/etc/sysctl.d/a.conf": "net.ipv4.tcp_fin_timeout. = 30\n"})
     assert both(root) == ("30", "60")
@@ -373,6 +380,12 @@ def test_fifo_is_unknown_and_never_opened_blocking(tmp_path: Path) -> None:
     root = make(tmp_path, {"/etc/sysctl.d/b.conf": ""})
     os.mkfifo(tmp_path / "etc/sysctl.d/a.conf")
     assert status(root, "systemd") == "unknown"
+
+
+def test_keys_of_real_interfaces_are_unknown(tmp_path: Path) -> None:
+    root = make(tmp_path, {"/etc/sysctl.d/a.conf": "net.ipv4.conf.eth0.rp_filter = 1\n"})
+    eth0 = VIEW._replace(names=VIEW.names | {"net/ipv4/conf/eth0/rp_filter"})  # type: ignore[operator]
+    assert status(root, "systemd", "net/ipv4/conf/eth0/rp_filter", eth0) == "unknown"
 
 
 def test_busybox_is_unknown_and_no_applier_sets_nothing(tmp_path: Path) -> None:
