@@ -454,11 +454,8 @@ class _Kernel:
     def track(self, path: str) -> _Track:
         return self.tracks.setdefault(path, _Track())
 
-    def mark_unknown(self, path: str, reason: str, assignment: Assignment | None = None) -> None:
-        if assignment is not None:
-            self.track(path).aimed.append(assignment)
-        else:
-            self.track(path)
+    def mark_unknown(self, path: str, reason: str, assignment: Assignment) -> None:
+        self.track(path).aimed.append(assignment)
         self.state[path] = Unknown(reason)
 
     def write(self, path: str, value: bytes, assignment: Assignment, skip_if_unchanged: bool) -> None:
@@ -751,10 +748,10 @@ def _conclude(sim: _Kernel, path: str, key: str, everything_unknown: str | None)
     if everything_unknown:
         return Prediction(key, "unknown", None, reason=everything_unknown)
     parts = path.split("/")
-    if len(parts) == 5 and parts[:2] == ["net", "ipv4"] and parts[2] in ("conf", "neigh"):
-        if parts[3] not in ("all", "default", "lo"):
-            reason = "a per-interface key: at boot the interface may appear only after the applier ran"
-            return Prediction(key, "unknown", None, reason=f"{reason} (udev then re-runs systemd-sysctl for it)")
+    interface = len(parts) == 5 and parts[:2] == ["net", "ipv4"] and parts[2] in ("conf", "neigh")
+    if interface and parts[3] not in ("all", "default", "lo"):
+        reason = "a per-interface key: at boot the interface may appear only after the applier ran"
+        return Prediction(key, "unknown", None, reason=f"{reason} (udev then re-runs systemd-sysctl for it)")
     for pattern, reason, explicit in sim.unexpanded:
         if path not in explicit and _could_match(pattern, path):
             return Prediction(key, "unknown", None, reason=f"glob {_text(pattern)}: {reason}")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -28,6 +29,7 @@ MS_PRIVATE = 1 << 18
 MS_RDONLY = 1
 MS_REMOUNT = 32
 MNT_DETACH = 2
+PR_SET_PDEATHSIG = 1
 
 DIRS = ("etc/sysctl.d", "run/sysctl.d", "usr/local/lib/sysctl.d", "usr/lib/sysctl.d")
 APPLIERS = {
@@ -109,6 +111,7 @@ def in_fresh_netns(work: object) -> object:
         code = 0
         try:
             os.close(read_fd)
+            _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)  # never outlive the driver
             _check(_libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
             payload = json.dumps(work()).encode()  # type: ignore[operator]
             with os.fdopen(write_fd, "wb") as out:
