@@ -918,3 +918,99 @@ def suggest(name: str, limit: int = 3) -> list[str]:
 
 def all_keys() -> tuple[Key, ...]:
     return KEYS
+
+
+# ---- What the kernel's own write path accepts (Linux 6.18) ----------------------------------------------------------
+# The ranges above are policy (what a profile may ask for). These are the kernel's facts: which proc handler parses a
+# write to the key and the bounds that handler enforces, taken from net/ipv4/sysctl_net_ipv4.c,
+# net/core/sysctl_net_core.c and kernel/sysctl.c. Boot prediction uses them to know which writes the kernel refuses;
+# the per-namespace ones are checked against the real kernel by tests/integration/test_boot_appliers_differential.py.
+
+KernelHandler = Literal["int", "jiffies", "uint", "u8", "ulong", "port_range", "port_start", "devinet", "congestion"]
+
+
+class KernelWrite(NamedTuple):
+    """How a write to one key is parsed and checked by the kernel.
+
+    ``int`` is proc_dointvec(_minmax): ``arity`` elements written one by one, so a bad element leaves the earlier
+    ones written; ``jiffies`` is an int in seconds that must fit INT_MAX / HZ; ``uint``/``u8`` refuse a sign;
+    ``port_range``/``port_start`` are ip_local_port_range and ip_unprivileged_port_start, checked against each
+    other; ``devinet`` is a per-interface IPv4 setting (a write to ``default`` is copied to interfaces never
+    written); ``congestion`` takes only names this kernel (or namespace) allows.
+    """
+
+    handler: KernelHandler
+    arity: int = 1
+    low: int | None = None
+    """The handler's minimum (extra1); None: the type's own range."""
+    high: int | None = None
+
+
+_U8 = KernelWrite("u8")
+_INT = KernelWrite("int")
+
+KERNEL_WRITES: dict[str, KernelWrite] = {
+    "net.ipv4.tcp_fin_timeout": KernelWrite("jiffies"),
+    "net.ipv4.tcp_tw_reuse": KernelWrite("u8", low=0, high=2),
+    "net.ipv4.tcp_max_tw_buckets": _INT,
+    "net.ipv4.tcp_max_orphans": _INT,
+    "net.ipv4.tcp_orphan_retries": _U8,
+    "net.ipv4.tcp_rfc1337": _U8,
+    "net.ipv4.tcp_rmem": KernelWrite("int", arity=3, low=1),
+    "net.ipv4.tcp_wmem": KernelWrite("int", arity=3, low=1),
+    "net.ipv4.tcp_mem": KernelWrite("ulong", arity=3),
+    # SOCK_MIN_RCVBUF / SOCK_MIN_SNDBUF on 64-bit builds (2048 + aligned sizeof(struct sk_buff), twice for send)
+    "net.core.rmem_max": KernelWrite("int", low=2304),
+    "net.core.rmem_default": KernelWrite("int", low=2304),
+    "net.core.wmem_max": KernelWrite("int", low=4608),
+    "net.core.wmem_default": KernelWrite("int", low=4608),
+    "net.core.optmem_max": KernelWrite("int", low=0),
+    "net.ipv4.tcp_moderate_rcvbuf": _U8,
+    "net.ipv4.tcp_adv_win_scale": KernelWrite("int", low=-31, high=31),
+    "net.ipv4.tcp_notsent_lowat": KernelWrite("uint"),
+    "net.ipv4.udp_rmem_min": KernelWrite("int", low=1),
+    "net.core.somaxconn": KernelWrite("int", low=0),
+    "net.ipv4.tcp_max_syn_backlog": _INT,
+    "net.ipv4.tcp_syncookies": _U8,
+    "net.ipv4.tcp_abort_on_overflow": _U8,
+    "net.ipv4.tcp_synack_retries": _U8,
+    "net.ipv4.tcp_syn_retries": KernelWrite("u8", low=1, high=127),
+    "net.ipv4.tcp_retries1": KernelWrite("u8", high=255),
+    "net.ipv4.tcp_retries2": _U8,
+    "net.ipv4.tcp_keepalive_time": KernelWrite("jiffies"),
+    "net.ipv4.tcp_keepalive_intvl": KernelWrite("jiffies"),
+    "net.ipv4.tcp_keepalive_probes": _U8,
+    "net.ipv4.tcp_congestion_control": KernelWrite("congestion"),
+    "net.ipv4.tcp_window_scaling": _U8,
+    "net.ipv4.tcp_timestamps": _U8,
+    "net.ipv4.tcp_sack": _U8,
+    "net.ipv4.tcp_dsack": _U8,
+    "net.ipv4.tcp_fack": _U8,
+    "net.ipv4.tcp_fastopen": _INT,
+    "net.ipv4.tcp_mtu_probing": _U8,
+    "net.ipv4.tcp_base_mss": _INT,
+    "net.ipv4.tcp_slow_start_after_idle": _U8,
+    "net.ipv4.tcp_no_metrics_save": _U8,
+    "net.ipv4.tcp_ecn": KernelWrite("u8", low=0, high=2),
+    "net.ipv4.tcp_ecn_fallback": KernelWrite("u8", low=0, high=1),
+    "net.ipv4.tcp_low_latency": _INT,
+    "net.ipv4.tcp_autocorking": KernelWrite("u8", low=0, high=1),
+    "net.ipv4.tcp_limit_output_bytes": _INT,
+    "net.ipv4.tcp_min_snd_mss": KernelWrite("int", low=48, high=65535),
+    "net.ipv4.tcp_early_retrans": KernelWrite("u8", low=0, high=4),
+    "net.ipv4.ip_local_port_range": KernelWrite("port_range", arity=2, low=1, high=65535),
+    "net.ipv4.ip_unprivileged_port_start": KernelWrite("port_start", low=0, high=65535),
+}
+"""Per key, by full dotted name. Keys missing here (tcp_tw_recycle, ip_local_reserved_ports, default_qdisc, fs.*,
+net.core.netdev_max_backlog) have a write path tcptune does not model; what a write does to them is unknown."""
+
+DEVINET_WRITES: dict[str, KernelWrite] = {"rp_filter": KernelWrite("devinet")}
+"""net.ipv4.conf.<interface|all|default>.<name>: devinet_conf_proc (proc_dointvec, then the default->interface copy)."""
+
+
+def kernel_write(path: str) -> KernelWrite | None:
+    """The write rule for a key given as a /proc/sys-relative slash path (``net/ipv4/tcp_rmem``); None if unmodelled."""
+    parts = path.split("/")
+    if len(parts) == 5 and parts[:3] == ["net", "ipv4", "conf"]:
+        return DEVINET_WRITES.get(parts[4])
+    return KERNEL_WRITES.get(".".join(parts))
