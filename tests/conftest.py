@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
+
+# The test tools (molecule, ansible-lint, ansible-playbook, ruff) live in tcptune's own virtual environment, which
+# need not be on PATH: README's test command runs /opt/tcptune/bin/python -m pytest. Find them there first.
+os.environ["PATH"] = os.path.dirname(os.path.abspath(sys.executable)) + os.pathsep + os.environ.get("PATH", "")
 
 ROOT = os.geteuid() == 0
 

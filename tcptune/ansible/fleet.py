@@ -197,6 +197,36 @@ def _playbook(role: str, profile: str) -> str:
     )
 
 
+def ansible_playbook() -> str:
+    """The ansible-playbook of tcptune's own environment, else the first on PATH.
+
+    A pipx install or an unactivated virtualenv has its ansible-core next to its Python, not on PATH; running
+    whichever ansible-playbook PATH offers would mix another Ansible (or none: rc 127) with tcptune's module code.
+    """
+    import sys
+
+    own = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "ansible-playbook")
+    if os.path.isfile(own) and os.access(own, os.X_OK):
+        return own
+    found = shutil.which("ansible-playbook")
+    if found is None:
+        raise FleetError(
+            "ansible-playbook not found: install tcptune with its dependencies (ansible-core), e.g. "
+            "'pipx install tcptune' or './scripts/bootstrap'"
+        )
+    return found
+
+
+def ansible_version(playbook: str) -> str:
+    """'ansible-playbook [core 2.19.4]' -> '2.19.4', for --verbose; '?' when it cannot be asked."""
+    try:
+        out = subprocess.run([playbook, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+    first = out.splitlines()[0] if out else ""
+    return first.split("core", 1)[-1].strip(" []") if "core" in first else (first or "?")
+
+
 def _run(
     private: Path,
     inventory: str,
@@ -238,6 +268,8 @@ def _run(
     config = os.environ.get("ANSIBLE_CONFIG") or ("ansible.cfg" if os.path.isfile("ansible.cfg") else None)
     if config:  # ansible-runner runs in its own directory: keep the user's ansible.cfg from here
         envvars["ANSIBLE_CONFIG"] = os.path.abspath(config)
+    playbook = ansible_playbook()
+    envvars["PATH"] = os.path.dirname(playbook) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
     cmdline = "--check" if check else None
     try:
         runner = ansible_runner.run(

@@ -178,3 +178,19 @@ def test_template_text_in_values_reaches_hosts_as_data(setup: dict, tmp_path: Pa
     (h1,) = result.hosts
     assert h1.keys["net.ipv4.tcp_congestion_control"]["desired"] == evil
     assert not marker.exists()
+
+
+def test_push_uses_its_own_environments_ansible_with_a_minimal_path(setup: dict) -> None:
+    """Installed with pipx or into an unactivated venv, PATH holds no ansible-playbook (or another one)."""
+    exe = Path(sys.executable).parent / "tcptune"
+    minimal = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8"}
+    assert not any(Path(d, "ansible-playbook").exists() for d in ("/usr/bin", "/bin")), "test needs a PATH without it"
+    proc = subprocess.run(
+        [str(exe), "push", setup["profile"], "-i", setup["inventory"], "--limit", "h1", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=minimal,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["hosts"]["h1"]["status"] == "ok"
