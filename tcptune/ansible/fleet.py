@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +157,126 @@ def inventory_hosts(inventory: str, limit: str | None = None) -> list[str]:
     return hosts
 
 
+# ---- how hosts are reached ---------------------------------------------------------------------------------------
+
+FORKS_PER_CPU = 10
+"""Hosts in parallel per controller CPU. A host costs the controller an Ansible worker process and an SSH client;
+beyond a few per CPU they only queue for it (bench/fleet_push: on 2 CPUs, ping of 100 hosts took 35 s with 25
+forks and 51 s with 100)."""
+MAX_FORKS = 100
+"""Whatever the CPU count: each fork is a Python process of its own (tens of MB)."""
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """How a fleet run reaches its hosts, chosen for this controller; ``push --verbose`` and bench/fleet_push print it.
+
+    Ansible itself never runs more forks than there are hosts, so ``forks`` is a ceiling: min(hosts, forks) run.
+    """
+
+    forks: int
+    forks_origin: str
+    pipelining: bool
+    """True: tcptune turns SSH pipelining on (one SSH round trip per module run instead of four or five: measured
+    2.7x faster for 20 hosts). False: left to the user's configuration (``pipelining_origin`` names it)."""
+    pipelining_origin: str
+    host_key_checking: str
+    """"True"/"False" for Ansible: ansible-runner would otherwise turn checking *off* unless the environment sets it,
+    over the user's ansible.cfg; we pass on the user's choice, else Ansible's default (on)."""
+    host_key_checking_origin: str
+
+    def envvars(self) -> dict[str, str]:
+        env = {"ANSIBLE_HOST_KEY_CHECKING": self.host_key_checking}
+        if self.pipelining:
+            env["ANSIBLE_PIPELINING"] = "True"
+        return env
+
+    def describe(self, hosts: int | None = None) -> str:
+        parallel = f"{min(hosts, self.forks)} of {hosts} hosts at a time" if hosts else f"up to {self.forks} hosts"
+        piped = "on (tcptune's default)" if self.pipelining else f"as configured ({self.pipelining_origin})"
+        checking = "on" if self.host_key_checking == "True" else "off"
+        return (
+            f"forks {self.forks} ({self.forks_origin}): {parallel}; SSH pipelining {piped}; host key checking "
+            f"{checking} ({self.host_key_checking_origin}); SSH connections shared per host (ControlPersist) in a "
+            "private ControlPath directory, closed when the run ends"
+        )
+
+
+def run_settings(forks: int | None = None, environ: Mapping[str, str] | None = None) -> RunSettings:
+    """Forks: ``--forks`` if given, else FORKS_PER_CPU per CPU this process may use (at least Ansible's 5, at most
+    MAX_FORKS). Pipelining: on, unless the environment or the ansible.cfg Ansible will read sets it either way.
+    Host key checking: as the environment or that ansible.cfg says, else on (Ansible's default). Inventory variables
+    (``ansible_pipelining``, ``ansible_host_key_checking``) win over all of these, as always in Ansible."""
+    environ = os.environ if environ is None else environ
+    if forks is not None:
+        chosen, origin = forks, "--forks"
+    else:
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        chosen = min(MAX_FORKS, max(5, FORKS_PER_CPU * cpus))
+        origin = f"{FORKS_PER_CPU} per CPU, {cpus} CPU{'s' if cpus != 1 else ''}"
+    config = _user_ansible_config(environ)
+    piped = _configured("pipelining", ("ANSIBLE_PIPELINING", "ANSIBLE_SSH_PIPELINING"), environ, config)
+    checking = _configured("host_key_checking", ("ANSIBLE_HOST_KEY_CHECKING",), environ, config)
+    check_value = "True" if checking is None or _true(checking[1]) else "False"
+    return RunSettings(
+        chosen,
+        origin,
+        piped is None,
+        piped[0] if piped else "",
+        check_value,
+        checking[0] if checking else "Ansible's default",
+    )
+
+
+def _true(text: str) -> bool:
+    return text.strip().lower() in ("1", "true", "yes", "on", "y", "t")
+
+
+def _configured(
+    option: str, env_names: tuple[str, ...], environ: Mapping[str, str], config: tuple[str, Any] | None
+) -> tuple[str, str] | None:
+    """(where, value) of a setting the user chose: an environment variable, or the ansible.cfg Ansible will read
+    ([defaults], [connection] or [ssh_connection]); None if nobody did."""
+    for name in env_names:
+        if environ.get(name, "").strip():
+            return f"${name}", environ[name]
+    if config is not None:
+        path, parser = config
+        for section in ("defaults", "connection", "ssh_connection"):
+            if parser.has_option(section, option):
+                return f"{path} [{section}]", parser.get(section, option)
+    return None
+
+
+def _user_ansible_config(environ: Mapping[str, str]) -> tuple[str, Any] | None:
+    path = ansible_config_file(environ)
+    if path is None:
+        return None
+    import configparser
+
+    parser = configparser.ConfigParser(interpolation=None, strict=False, inline_comment_prefixes=(";", "#"))
+    try:
+        parser.read(path, encoding="utf-8")
+    except (configparser.Error, OSError, UnicodeDecodeError):
+        return None  # Ansible will say what is wrong with it
+    return path, parser
+
+
+SYSTEM_ANSIBLE_CFG = "/etc/ansible/ansible.cfg"
+
+
+def ansible_config_file(environ: Mapping[str, str] | None = None) -> str | None:
+    """The ansible.cfg Ansible reads for our runs: $ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg, then the system's
+    (ansible-runner runs elsewhere, so ``_run`` hands a ./ansible.cfg on explicitly)."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("HOME") or os.path.expanduser("~")
+    candidates = [environ.get("ANSIBLE_CONFIG") or "", "ansible.cfg", os.path.join(home, ".ansible.cfg")]
+    for candidate in [*candidates, SYSTEM_ANSIBLE_CFG]:
+        if candidate and os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    return None
+
+
 # ---- running -----------------------------------------------------------------------------------------------------
 
 
@@ -166,28 +287,55 @@ def run_spec(
     limit: str | None = None,
     forks: int | None = None,
     check: bool = False,
+    settings: RunSettings | None = None,
     on_start: Callable[[list[str]], None] | None = None,
     on_host: Callable[[HostResult], None] | None = None,
 ) -> FleetResult:
     """Render ``spec`` into a private data dir and run it on the inventory; per-host results, never raises for a host.
 
-    ``on_start(hosts)`` is called once with the hosts that will run, ``on_host(result)`` as each host finishes.
+    ``settings`` (default: ``run_settings(forks)``) says how hosts are reached. ``on_start(hosts)`` is called once
+    with the hosts that run, ``on_host(result)`` as each host finishes (from the thread that follows the run).
     Raises FleetError if the run could not start at all (bad inventory, Ansible not runnable).
     """
-    hosts = inventory_hosts(inventory, limit)
-    if on_start:
-        on_start(hosts)
+    if not Path(inventory).exists():
+        raise FleetError(f"{inventory}: no such inventory file or directory")
+    settings = settings or run_settings(forks)
     started = time.monotonic()
     private = Path(tempfile.mkdtemp(prefix="tcptune-run-"))
     try:
         role_dir = render_role(spec, private / "project" / "roles", molecule=False)
+        _trim_for_one_run(role_dir)
         (private / "project" / "site.yml").write_text(_playbook(role_dir.name, spec.profile_name), encoding="utf-8")
-        results = _run(private, os.path.abspath(inventory), limit=limit, forks=forks, check=check, on_host=on_host)
+        results, hosts = _run(
+            private,
+            os.path.abspath(inventory),
+            limit=limit,
+            settings=settings,
+            check=check,
+            on_start=on_start,
+            on_host=on_host,
+        )
     finally:
         _close_ssh_masters(private / "cp")
         shutil.rmtree(private, ignore_errors=True)
     ordered = [results[h] for h in hosts if h in results] + [r for h, r in results.items() if h not in hosts]
     return FleetResult(ordered, check, time.monotonic() - started, spec.profile_name)
+
+
+def _trim_for_one_run(role_dir: Path) -> None:
+    """This private copy runs once, alone in its play, on settings tcptune has just validated. Two parts of the role
+    only cost time there (bench/fleet_push, 20 hosts, every host changed):
+
+    - meta/argument_specs.yml: Ansible prepends a validate_argument_spec task that templates the catalog-sized spec
+      once per host and carries it in every host's event (about 2 s of 10). The module still refuses malformed keys
+      and values, and the kernel's verdict on each write decides, with rollback, as always.
+    - the verify handler's notify: at the end of a play the handler checks that no later role put a key back; this
+      play has no other role, and the module has re-read every key it wrote. Flushing it still forks one more worker
+      per changed host (1.2 s of 12.6 s).
+    """
+    (role_dir / "meta" / "argument_specs.yml").unlink(missing_ok=True)
+    tasks = role_dir / "tasks" / "main.yml"
+    tasks.write_text(re.sub(r"^  notify: .*\n", "", tasks.read_text(encoding="utf-8"), flags=re.M), encoding="utf-8")
 
 
 def _playbook(role: str, profile: str) -> str:
@@ -219,6 +367,12 @@ def ansible_playbook() -> str:
 
 def ansible_version(playbook: str) -> str:
     """'ansible-playbook [core 2.19.4]' -> '2.19.4', for --verbose; '?' when it cannot be asked."""
+    import sys
+
+    if os.path.dirname(playbook) == os.path.dirname(os.path.abspath(sys.executable)):
+        from ansible.release import __version__  # our own environment's: no second interpreter start
+
+        return str(__version__)
     try:
         out = subprocess.run([playbook, "--version"], capture_output=True, text=True, timeout=60, check=False).stdout
     except (OSError, subprocess.SubprocessError):
@@ -232,17 +386,27 @@ def _run(
     inventory: str,
     *,
     limit: str | None,
-    forks: int | None,
+    settings: RunSettings,
     check: bool,
+    on_start: Callable[[list[str]], None] | None,
     on_host: Callable[[HostResult], None] | None,
-) -> dict[str, HostResult]:
-    import ansible_runner
+) -> tuple[dict[str, HostResult], list[str]]:
+    """Start ansible-playbook, then read the inventory while it starts up (its imports take most of a second, and so
+    do ours: this way they overlap); a broken inventory cancels the run. -> (results by host, inventory's hosts)."""
+    import threading
+
+    from ansible_runner.interface import init_runner
 
     results: dict[str, HostResult] = {}
     announced: set[str] = set()
 
+    closing: list[subprocess.Popen[bytes]] = []
+
     def handle(event: dict[str, Any]) -> bool:
         name = event.get("event", "")
+        if name == "playbook_on_stats":  # every host is done: close SSH masters while ansible-playbook exits
+            closing.extend(_start_closing_ssh_masters(private / "cp"))
+            return True
         if not name.startswith("runner_on_") or name in ("runner_on_start", "runner_on_skipped"):
             return True
         data = event.get("event_data") or {}
@@ -264,34 +428,59 @@ def _run(
         "ANSIBLE_RETRY_FILES_ENABLED": "False",
         "ANSIBLE_NOCOLOR": "1",
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
+        **settings.envvars(),
     }
     config = os.environ.get("ANSIBLE_CONFIG") or ("ansible.cfg" if os.path.isfile("ansible.cfg") else None)
     if config:  # ansible-runner runs in its own directory: keep the user's ansible.cfg from here
         envvars["ANSIBLE_CONFIG"] = os.path.abspath(config)
     playbook = ansible_playbook()
     envvars["PATH"] = os.path.dirname(playbook) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
-    cmdline = "--check" if check else None
+    cancel = threading.Event()
     try:
-        runner = ansible_runner.run(
+        runner = init_runner(
             private_data_dir=str(private),
             playbook="site.yml",
             inventory=inventory,
             limit=limit,
-            forks=forks,
-            cmdline=cmdline,
+            forks=settings.forks,
+            cmdline="--check" if check else None,
             envvars=envvars,
             event_handler=handle,
+            cancel_callback=cancel.is_set,
             quiet=True,
             suppress_env_files=True,
         )
     except Exception as exc:  # ansible-runner reports configuration problems as assorted exceptions
         raise FleetError(f"could not start ansible-playbook: {exc}") from None
+    failure: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            runner.run()
+        except BaseException as exc:  # handed to the caller's thread below
+            failure.append(exc)
+
+    thread = threading.Thread(target=follow, name="ansible-runner", daemon=True)
+    thread.start()
+    try:
+        hosts = inventory_hosts(inventory, limit)
+        if on_start:
+            on_start(hosts)
+        thread.join()
+    except BaseException:  # a broken inventory, Ctrl-C: stop ansible-playbook before the private dir goes
+        cancel.set()
+        thread.join(timeout=30)
+        raise
+    finally:
+        _wait_closed(closing)
+    if failure:
+        raise FleetError(f"could not run ansible-playbook: {one_line(failure[0])}")
     if not results and runner.rc != 0:
         tail = ""
         with contextlib.suppress(Exception):
             tail = " ".join(runner.stdout.read().split()[-60:])
         raise FleetError(f"ansible-playbook failed before any host ran (rc {runner.rc}): {tail}")
-    return results
+    return results, hosts
 
 
 def _host_result(event: str, host: str, data: dict[str, Any], previous: HostResult | None) -> HostResult | None:
@@ -332,12 +521,48 @@ def _from_module(host: str, res: dict[str, Any], status: str) -> HostResult:
 
 def _close_ssh_masters(control_dir: Path) -> None:
     """ControlPersist masters outlive ansible-playbook: end this run's, so nothing lingers or gets reused."""
-    with contextlib.suppress(OSError):
-        for name in os.listdir(control_dir):
-            with contextlib.suppress(OSError, subprocess.SubprocessError):
-                subprocess.run(
-                    ["ssh", "-O", "exit", "-o", f"ControlPath={control_dir / name}", "tcptune"],
-                    capture_output=True,
-                    timeout=5,
-                    check=False,
+    sockets = _sockets(control_dir)
+    for first in range(0, len(sockets), CLOSING_AT_ONCE):
+        _wait_closed(_start_closing(sockets[first : first + CLOSING_AT_ONCE]))
+
+
+CLOSING_AT_ONCE = 256
+"""``ssh -O exit`` processes at a time (a fleet of thousands must not exhaust the process table)."""
+
+
+def _start_closing_ssh_masters(control_dir: Path) -> list[subprocess.Popen[bytes]]:
+    """Ask the first CLOSING_AT_ONCE masters to exit, all at once, and return at once: one ``ssh -O exit`` after
+    another took 1.5 s of a 100-host push. ``_close_ssh_masters`` afterwards ends any that are left."""
+    return _start_closing(_sockets(control_dir)[:CLOSING_AT_ONCE])
+
+
+def _sockets(control_dir: Path) -> list[Path]:
+    try:
+        return sorted(control_dir / name for name in os.listdir(control_dir))
+    except OSError:
+        return []
+
+
+def _start_closing(sockets: list[Path]) -> list[subprocess.Popen[bytes]]:
+    closing = []
+    for socket in sockets:
+        with contextlib.suppress(OSError):
+            closing.append(
+                subprocess.Popen(
+                    ["ssh", "-O", "exit", "-o", f"ControlPath={socket}", "tcptune"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
+            )
+    return closing
+
+
+def _wait_closed(closing: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + 5
+    for process in closing:
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -1,15 +1,27 @@
 """Commands for fleets through Ansible: role, push, and ``diff -i`` (the live family's diff hands over to
 ``fleet_diff``). Ansible itself is imported only when a run starts (tcptune.ansible.fleet)."""
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
-from ..ansible.fleet import FleetResult, run_spec
+from ..ansible.fleet import FleetResult, ansible_playbook, ansible_version, run_settings, run_spec
 from ..ansible.render import RoleSpec, generic_spec, render_role, spec_from_verdict
 from ..load import load_valid
 from ..output import emit, emit_diagnostics, emit_json, table, with_progress
-from .options import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, ForksOpt, Format, FormatOpt, LimitOpt, ProfileArg
+from .options import (
+    EXIT_DRIFT,
+    EXIT_ERROR,
+    EXIT_OK,
+    ForksOpt,
+    Format,
+    FormatOpt,
+    LimitOpt,
+    ProfileArg,
+    VerboseOpt,
+    YesOpt,
+)
 
 
 def role(
@@ -46,13 +58,18 @@ def push(
     forks: ForksOpt = None,
     check: Annotated[bool, typer.Option("--check", help="Ansible check mode: report, write nothing.")] = False,
     fmt: FormatOpt = Format.text,
+    yes: YesOpt = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Apply a profile across a fleet: its role, run by ansible-runner, one module run per host.
 
     Ends with a per-host table (ok / changed keys / failed with reason / unreachable). Exit 0 if every host is ok or
     changed, 1 if any failed or was unreachable (the others still ran; a failed host was put back as it was).
     """
-    result = _run(profile, inventory, limit, forks, check=check, show_progress=fmt is Format.text)
+    # TODO(issue 12, terminal): ask for confirmation on a terminal like apply; --yes is accepted already so that
+    # scripts and CI pipelines (examples/ci) can say it today.
+    del yes
+    result = _run(profile, inventory, limit, forks, check=check, show_progress=fmt is Format.text, verbose=verbose)
     if fmt is Format.json:
         emit_json(result.as_dict())
     else:
@@ -107,21 +124,42 @@ def _spec(profile: str) -> RoleSpec:
 
 
 def _run(
-    profile: str, inventory: str, limit: str | None, forks: int | None, *, check: bool, show_progress: bool
+    profile: str,
+    inventory: str,
+    limit: str | None,
+    forks: int | None,
+    *,
+    check: bool,
+    show_progress: bool,
+    verbose: bool = False,
 ) -> FleetResult:
     """Validate, render and run; a progress bar over the hosts when asked for and stderr is a terminal."""
     spec = _spec(profile)
+    settings = run_settings(forks)
+    if verbose:
+        playbook = ansible_playbook()
+        emit(f"ansible-playbook: {playbook} (ansible-core {ansible_version(playbook)})", err=True)
+
+    def announce(hosts: list[str]) -> None:
+        if verbose:
+            emit(settings.describe(len(hosts)), err=True)
+
     if not show_progress:
-        return run_spec(spec, inventory, limit=limit, forks=forks, check=check)
-    return with_progress(
-        "check" if check else "push",
-        lambda started, advanced: run_spec(
+        return run_spec(spec, inventory, limit=limit, settings=settings, check=check, on_start=announce)
+
+    def job(started: Callable[[int], None], advanced: Callable[[str], None]) -> FleetResult:
+        def start(hosts: list[str]) -> None:
+            announce(hosts)
+            started(len(hosts))
+
+        return run_spec(
             spec,
             inventory,
             limit=limit,
-            forks=forks,
+            settings=settings,
             check=check,
-            on_start=lambda hosts: started(len(hosts)),
+            on_start=start,
             on_host=lambda host: advanced(f"{host.host}: {host.status}"),
-        ),
-    )
+        )
+
+    return with_progress("check" if check else "push", job)

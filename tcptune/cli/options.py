@@ -87,7 +87,13 @@ InventoryOpt = Annotated[
     ),
 ]
 LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible host pattern to restrict the run to.")]
-ForksOpt = Annotated[int | None, typer.Option("--forks", min=1, help="Hosts in parallel (default: Ansible's, 5).")]
+ForksOpt = Annotated[
+    int | None,
+    typer.Option("--forks", min=1, help="Hosts in parallel (default: 10 per CPU of this machine, at most 100)."),
+]
+VerboseOpt = Annotated[
+    bool, typer.Option("--verbose", help="Also say which ansible-playbook runs, and the forks and SSH settings chosen.")
+]
 
 # ---- socket evidence -----------------------------------------------------------------------------------------------
 
