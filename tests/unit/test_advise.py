@@ -417,7 +417,7 @@ def test_listen_overflows_within_the_window_are_a_warning_with_their_rate() -> N
         listeners=[Listener("0.0.0.0", 8080, 0, 128)],
     )
     finding = only(advise(ev), "listen-overflows")
-    assert finding.severity == "warning" and "30 times in the last 10.0 s (3.0/s)" in finding.title
+    assert finding.severity == "warning" and "30 times in the last 10.0 s, 3.0/s" in finding.title
     assert finding.numbers["ListenOverflows"] == 30 and finding.numbers["overflows_per_second"] == 3.0
     assert finding.window == "the last 10.0 s"
 

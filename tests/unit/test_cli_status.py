@@ -341,7 +341,8 @@ def test_recommend_does_not_raise_somaxconn_again_from_since_boot_overflows(
     assert run(["recommend", *trees, "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["suggested"] == {} and data["counter_window"] is None
-    (history,) = [f for f in data["findings"] if f["id"] == "counter-history"]
+    assert [f["id"] for f in data["findings"]] == ["counter-history"]
+    (history,) = data["findings"]
     assert history["numbers"] == {"ListenOverflows": 7000} and history["suggest"] == {}
     assert run(["recommend", *trees]) == 0
     out = capsys.readouterr().out
