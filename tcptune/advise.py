@@ -558,8 +558,7 @@ def _listen_overflows(evidence: Evidence, limits: Thresholds) -> Iterable[Findin
         id="listen-overflows",
         severity="warning",
         title=(
-            f"accept queue overflowed {overflows} times {_in_window(evidence)}"
-            + (f", {_rate(rate)}/s" if rate else "")
+            f"accept queue overflowed {overflows} times {_in_window(evidence)}" + (f", {_rate(rate)}/s" if rate else "")
             if overflowing
             else f"{len(full)} listener(s) have a full accept queue right now"
         ),
