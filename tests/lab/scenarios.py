@@ -132,8 +132,8 @@ def port_exhaustion(
     closing first, with 200 local ports. Kernel default tcp_tw_reuse = 2 reuses TIME_WAIT on loopback only, so
     over a real link every closed connection holds its port for 60 s."""
     outcome = Outcome(
-        "1. ephemeral port exhaustion",
-        f"connect() EADDRNOTAVAIL failures/s at {rate:g} conn/s (200-port range)",
+        f"1. port exhaustion, {rate:g} conn/s",
+        "connect() EADDRNOTAVAIL failures/s (200 ports)",
     )
     with Lab() as lab:
         client, _server = _client_server(lab)
@@ -187,7 +187,7 @@ def fin_wait2_orphans(
 ) -> Outcome:
     """A server that closes its connections behind peers that never close: its sockets wait in FIN_WAIT2 as
     orphans for tcp_fin_timeout. Lifetimes are measured by polling ``tcptune status`` until a batch is gone."""
-    outcome = Outcome("2. FIN_WAIT2 orphans", f"lifetime of {count} orphaned FIN_WAIT2 sockets (s, from status)")
+    outcome = Outcome("2. FIN_WAIT2 orphans", f"lifetime of {count} orphans (s, polled with status)")
     with Lab() as lab:
         pairs: dict[str, tuple[Host, Host]] = {}
         for column in (DEFAULTS, *(f"tuned {p}" for p in tuned_profiles.PROFILES if tuned)):
@@ -250,7 +250,7 @@ def _app_and_clients(lab: Lab) -> tuple[Host, Host]:
 def close_wait_leak(*, count: int = 150, tuned: Any = None, log: Log = quiet) -> Outcome:
     """An application that never closes the connections its peers (in another namespace) close: CLOSE_WAIT piles
     up, held by it."""
-    outcome = Outcome("3. CLOSE_WAIT leak", f"CLOSE_WAIT sockets left of {count} (leaking app still running)")
+    outcome = Outcome("3. CLOSE_WAIT leak", f"CLOSE_WAIT sockets left of {count}, app still running")
     port = "8083"
     with Lab() as lab:
         host, clients = _app_and_clients(lab)
@@ -333,8 +333,8 @@ def accept_overflow(
     listen(64): only a larger application backlog helps, and tcptune must not raise somaxconn.
     """
     somaxconn, backlog, fixed_backlog = ("128", "4096", "4096") if case == "somaxconn" else (None, "64", "4096")
-    title = "somaxconn caps the backlog" if case == "somaxconn" else "the application's backlog is the limit"
-    outcome = Outcome(f"4. accept-queue overflow ({title})", "ListenOverflows/s under 3 bursts of 600 SYNs")
+    title = "somaxconn 128 caps listen(4096)" if case == "somaxconn" else "listen(64) is the limit"
+    outcome = Outcome(f"4. accept queue: {title}", "ListenOverflows/s, 3 bursts of 600 SYNs")
     with Lab() as lab:
         host, clients = _server_and_clients(lab)
         if somaxconn:
@@ -384,9 +384,7 @@ def time_wait_overflow(
 ) -> Outcome:
     """Short connections on loopback with tcp_max_tw_buckets lowered to 200 (a host "hardened" against TIME_WAIT):
     the table fills and closing connections skip TIME_WAIT."""
-    outcome = Outcome(
-        "5. TIME_WAIT bucket overflow", f"TCPTimeWaitOverflow/s at {rate:g} conn/s (tcp_max_tw_buckets 200)"
-    )
+    outcome = Outcome("5. TIME_WAIT buckets full (200)", f"TCPTimeWaitOverflow/s at {rate:g} conn/s")
     with Lab() as lab:
         host = lab.host("host")
         host.set("net.ipv4.tcp_max_tw_buckets", LOW_TW_BUCKETS)
@@ -454,7 +452,7 @@ def _bulk(lab: Lab, delay: float, seconds: float, setup: Callable[[Host, Host], 
 def long_path(*, delay: float = 0.1, seconds: float = 5.0, tuned: Any = None, log: Log = quiet) -> Outcome:
     """Bulk throughput over a 2 x ``delay`` RTT path built from a TUN delay line (this kernel has no netem):
     default buffers vs high-bandwidth-10g's tcp_rmem/tcp_wmem."""
-    outcome = Outcome("6. buffers on a long path", f"bulk throughput MB/s, RTT {2000 * delay:g} ms (TUN delay line)")
+    outcome = Outcome(f"6. long path, RTT {2000 * delay:g} ms", "bulk throughput MB/s (TUN delay line)")
     buffers = _buffers_of(HIGH_BANDWIDTH)
     outcome.recommendation = {"profile": HIGH_BANDWIDTH, "suggested": buffers}
 
