@@ -69,6 +69,7 @@ STATE_CHOICES += "listening, closing"
 DEFAULT_STATES = frozenset(range(1, len(TCP_STATES))) - {LISTEN}
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 
 class FilterError(UsageError):
@@ -103,11 +104,16 @@ def parse_port_range(text: str, option: str) -> tuple[int, int]:
 def parse_network(text: str, option: str) -> Network:
     """An address or a CIDR block, IPv4 or IPv6 (``10.0.0.0/8``, ``::1``, ``[::1]``)."""
     try:
-        return ipaddress.ip_network(text.strip().strip("[]"), strict=False)
+        network = ipaddress.ip_network(text.strip().strip("[]"), strict=False)
     except ValueError:
         raise FilterError(
             f"{option}: {text!r} is not an IP address or CIDR block (10.0.0.7, 10.0.0.0/8, fd00::/8)"
         ) from None
+    if isinstance(network, ipaddress.IPv6Network) and network.subnet_of(IPV4_MAPPED):
+        # an IPv4-mapped block means those IPv4 addresses, as sockets' addresses are compared (see address_of)
+        base = ipaddress.IPv4Address(int(network.network_address) & 0xFFFFFFFF)
+        return ipaddress.ip_network(f"{base}/{network.prefixlen - 96}")
+    return network
 
 
 def parse_age(text: str) -> float:
@@ -151,7 +157,7 @@ class Selector:
         older_than: str | None = None,
         include_listeners: bool = False,
     ) -> Selector:
-        """A selector from command-line words; UsageError (one line naming the option) for anything malformed,
+        """A selector from command-line words; FilterError (exit 64, one line naming the option) for anything malformed,
         for an empty filter, and for listeners without ``include_listeners``."""
         selector = cls(
             states=frozenset(parse_state(text) for text in states),
@@ -290,6 +296,8 @@ class Candidate:
 
     @property
     def remote(self) -> str:
+        if self.record.state == LISTEN:
+            return "*:*"
         return endpoint_text(self.record.family, self.record.dst, self.record.dport)
 
     def as_dict(self) -> dict[str, Any]:
@@ -463,7 +471,8 @@ def _states_mask(states: Iterable[int]) -> int:
 def _snapshot(
     selector: Selector, opener: Opener | None, proc: str, reader: Callable[..., list[SocketRecord]]
 ) -> Selection:
-    mask = _states_mask(selector.wanted_states | ({LISTEN} if not selector.include_listeners else set()))
+    # without a state filter listeners are read too, to say how many were left alone
+    mask = _states_mask(selector.wanted_states | (set() if selector.states else {LISTEN}))
     records = reader(mask, opener)
     owners = find_owners((r.inode for r in records if r.inode), proc)
     return select(records, selector, owners)
