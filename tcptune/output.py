@@ -370,7 +370,12 @@ def findings_text(findings: list[dict[str, Any]], current: dict[str, str | None]
             out.append("  change:  no sysctl fixes this")
         for owner in finding.get("owners", []):
             out.append(f"  owner:   pid {owner['pid']} ({owner['name']}) holds {owner['sockets']} of them")
+        for command in finding.get("commands", []):
+            out.append(f"  run:     {command}")
         out.extend(textwrap.wrap(finding["why"], 116, initial_indent="  why:     ", subsequent_indent="           "))
+        for label, text in (("window", finding.get("window")), ("effect", finding.get("effect"))):
+            if text:
+                out.extend(textwrap.wrap(text, 116, initial_indent=f"  {label}:  ", subsequent_indent="           "))
         out.append("")
     return "\n".join(out)
 

@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "push": ("fleet", "push"),
     "status": ("evidence", "status"),
     "recommend": ("evidence", "recommend"),
+    "release": ("release", "release_sockets"),
 }
 """Command -> (module of its family in this package, function), in the order ``--help`` lists them."""
 

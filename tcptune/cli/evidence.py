@@ -180,14 +180,19 @@ def recommend(
                 "suggested": found.suggested,
                 "current": found.current,
                 "written": found.written.as_dict() if found.written else None,
+                "counter_window": evidence.window_text,
+                "notes": list(found.notes),
                 "evidence": status_dict(evidence, top=10),
             }
         )
         return
     emit(
         f"evidence: {evidence.counts.total} TCP sockets in {evidence.netns or 'this network namespace'} "
-        f"via {source_label(evidence)}" + (f"; counters over {evidence.window:.1f} s" if evidence.window else "")
+        f"via {source_label(evidence)}; counters "
+        + (f"over {evidence.window_text}" if evidence.window_text else "since boot (history only: --sample SECONDS)")
     )
+    for note in found.notes:
+        emit(f"note: {note}")
     emit()
     sys.stdout.write(findings_text([f.as_dict() for f in found.findings], found.current))
     if write and not found.suggested:

@@ -1,7 +1,7 @@
 """What a command imports, measured in a fresh interpreter: commands that read no profile stay light.
 
 PyYAML, jinja2 and Ansible cost tens of milliseconds each at start-up; rich is for terminals only. A command that
-does not need them must not load them: add new light commands (a future 'release', say) to LIGHT_COMMANDS.
+does not need them must not load them: add new light commands to LIGHT_COMMANDS.
 """
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ LIGHT_COMMANDS = [
     pytest.param(["history"], id="history"),
     pytest.param(["history", "--format", "json"], id="history-json"),
     pytest.param(["rollback", "--yes"], id="rollback"),
+    pytest.param(["release", "--state", "syn-sent", "--dport", "1"], id="release"),
+    pytest.param(["release", "--state", "syn-sent", "--dport", "1", "--format", "json"], id="release-json"),
 ]
 
 PROBE = """\

@@ -151,4 +151,5 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
         "push",
         "status",
         "recommend",
+        "release",
     ]

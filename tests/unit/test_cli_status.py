@@ -310,3 +310,62 @@ def test_recommend_ignores_the_environments_state_dir_when_given_its_own(
     assert "was interrupted" not in capsys.readouterr().err
     assert run(["status", *TREES]) == 0  # no --state-dir: the environment's is the one to check
     assert "was interrupted" in capsys.readouterr().err
+
+
+# ---- recommend judges counters over a window (issue 11) --------------------------------------------------------------
+
+
+def _tree_with(tmp_path: Path, *, listen_overflows: int, somaxconn: str) -> list[str]:
+    """The captured tree with a large since-boot ListenOverflows and a raised somaxconn: the state a host is in
+    after applying recommend's own suggestion."""
+    import shutil
+
+    tree = tmp_path / "net"
+    shutil.copytree(FIXTURES, tree)
+    lines = (tree / "netstat").read_text().splitlines()
+    for i in range(0, len(lines), 2):
+        if lines[i].startswith("TcpExt:"):
+            names, values = lines[i].split(), lines[i + 1].split()
+            values[names.index("ListenOverflows")] = str(listen_overflows)
+            lines[i + 1] = " ".join(values)
+    (tree / "netstat").write_text("\n".join(lines) + "\n")
+    (tree / "proc_sys/net/core/somaxconn").write_text(somaxconn + "\n")
+    return ["--source", "proc", "--proc-net", str(tree), "--proc-root", str(tree / "proc_sys")]
+
+
+def test_recommend_does_not_raise_somaxconn_again_from_since_boot_overflows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ratchet of issue 11: after applying somaxconn 16384, a second run must not suggest 65535."""
+    trees = _tree_with(tmp_path, listen_overflows=7000, somaxconn="16384")
+    assert run(["recommend", *trees, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["suggested"] == {} and data["counter_window"] is None
+    assert [f["id"] for f in data["findings"]] == ["counter-history"]
+    (history,) = data["findings"]
+    assert history["numbers"] == {"ListenOverflows": 7000} and history["suggest"] == {}
+    assert run(["recommend", *trees]) == 0
+    out = capsys.readouterr().out
+    assert "counters since boot (history only: --sample SECONDS)" in out
+    assert "window:  since boot (history)" in out and "effect:  None: measure over a window first." in out
+
+
+def test_recommend_sample_judges_only_what_happens_in_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    trees = _tree_with(tmp_path, listen_overflows=7000, somaxconn="16384")
+    assert run(["recommend", *trees, "--sample", "2", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["findings"] == [] and data["suggested"] == {}
+    assert data["counter_window"].endswith("(--sample)")
+
+
+def test_recommend_text_names_window_effect_and_the_release_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners"]) == 0
+    out = capsys.readouterr().out
+    assert "run:     tcptune release --state close-wait --sport 7002 --yes" in out
+    assert "window:  now (the sockets as read)" in out
+    assert "effect:  Each orphan is freed after 30 s instead of 60 s" in out
