@@ -484,11 +484,7 @@ class _Kernel:
                     self._devinet_unsure(path, "systemd skips a write equal to the current value, which is not known")
             elif value.decode("latin-1") == kernel_write.show(current):
                 return  # WRITE_STRING_FILE_SUPPRESS_REDUNDANT_VIRTUAL: nothing is written at all
-        peer: State | None = None
-        if rule.handler == "port_range":
-            peer = self.current("net/ipv4/ip_unprivileged_port_start")
-        elif rule.handler == "port_start":
-            peer = self.current("net/ipv4/ip_local_port_range")
+        peer = self.current(_slash(rule.peer)) if rule.peer else None
         outcome = kernel_write.write(rule, current, value + b"\n", self.view.facts, peer)
         self.state[path] = outcome.value
         if outcome.accepted is True:

@@ -52,6 +52,14 @@ def key_schema(key: catalog.Key) -> dict[str, Any]:
                 if not key.open_choices
                 else {"anyOf": [{"enum": list(key.choices)}, schema]}
             )
+    elif key.shape == "names":
+        name = {"type": "string", "pattern": r"^[A-Za-z0-9_.+-]+$"}
+        schema = {
+            "anyOf": [
+                {"type": "array", "items": name, "minItems": 1},
+                {"type": "string", "pattern": r"^\s*[A-Za-z0-9_.+-]+(\s+[A-Za-z0-9_.+-]+)*\s*$"},
+            ]
+        }
     elif key.shape == "portlist":
         schema = {
             "anyOf": [

@@ -165,6 +165,8 @@ def key_option(key: catalog.Key) -> dict[str, Any]:
             description.append(f'{key.arity} numbers as the kernel prints them: "{names}".')
         elif key.shape == "portlist":
             description.append('Ports and ranges, e.g. "8080,9000-9100".')
+        elif key.shape == "names":
+            description.append('Names separated by spaces, e.g. "reno cubic bbr".')
         elif key.choices:
             description.append("Usually one of: " + ", ".join(key.choices) + ".")
     if key.minimum is not None or key.maximum is not None:
