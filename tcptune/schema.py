@@ -111,6 +111,19 @@ def profile_schema() -> dict[str, Any]:
                 "properties": settings,
                 "description": "sysctl keys (full dotted names) and their values.",
             },
+            "raw": {
+                "type": "object",
+                "propertyNames": {"pattern": r"^net[./][A-Za-z0-9_./-]+$"},
+                "additionalProperties": {
+                    "anyOf": [
+                        {"type": "integer"},
+                        {"type": "string", "pattern": r"^[^\x00-\x08\x0a-\x1f\x7f]*$"},
+                        {"type": "array", "items": {"type": ["integer", "string"]}},
+                    ]
+                },
+                "description": "net.* keys tcptune's catalog does not know, with values as the kernel shows "
+                "them; checked against the running kernel by diff and apply, never by the catalog.",
+            },
         },
         "required": [],
     }

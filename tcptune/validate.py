@@ -18,7 +18,9 @@ UNPRIVILEGED_PORT_DEFAULT = 1024
 class Verdict:
     """What validation found, and the values that passed, ready to compare with /proc/sys.
 
-    ``values`` maps each full key name that passed to its value as tcptune writes it (single spaces).
+    ``values`` maps each full key name that passed to its value as tcptune writes it (single spaces), the keys
+    of the profile's ``raw:`` mapping included; ``raw`` names those, which the catalog did not check (downstream
+    code marks them, preflight checks them against the running kernel, the engine records them).
     """
 
     def __init__(self, profile: Profile, diagnostics: list[Diagnostic] | None = None) -> None:
@@ -26,6 +28,7 @@ class Verdict:
         self.diagnostics: list[Diagnostic] = diagnostics if diagnostics is not None else []
         self.values: dict[str, str] = {}
         self.parsed: dict[str, tuple[int, ...] | str] = {}
+        self.raw: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -100,6 +103,10 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
                     hint="usual: " + ", ".join(key.choices) + "; it must be available on the target kernel",
                 )
             )
+
+    for key_name, setting in profile.raw.items():  # checked when loaded: net.*, unknown to the catalog, one line
+        verdict.values[key_name] = str(setting.value)
+    verdict.raw = frozenset(profile.raw)
 
     for rule in RULES:
         verdict.diagnostics.extend(rule(verdict))
