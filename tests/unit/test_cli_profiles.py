@@ -142,6 +142,7 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
         "show",
         "explain",
         "schema",
+        "import",
         "profiles",
         "diff",
         "apply",
