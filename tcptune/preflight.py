@@ -13,12 +13,15 @@ the earlier writes of the same plan leave behind: the kernel checks ``ip_local_p
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from . import catalog, kernel_write
 from .kernelfacts import Facts, parse_version
 from .live import LiveValue, order_writes
 from .values import canonical
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 OK, WARNING, REFUSED = "ok", "warning", "refused"
 _RANK = {OK: 0, WARNING: 1, REFUSED: 2}
@@ -88,6 +91,28 @@ def check(desired: Mapping[str, str], facts: Facts, raw: Collection[str] = ()) -
     for key, note in _sequenced(writes, facts):
         found[key].append(note)
     return {key: _verdict(key, notes, key in raw) for key, notes in found.items()}
+
+
+def fold(plan_: Plan, verdicts: Mapping[str, Verdict]) -> Plan:
+    """The plan with each key's verdict attached: a refused key that differs becomes ``refused`` (its write leaves
+    the plan), and a key that cannot be written anyway (missing, read-only) takes preflight's more exact reason."""
+    from .plan import DIFFERS, MISSING, READ_ONLY, REFUSED, Plan
+
+    states = []
+    for state in plan_.keys:
+        verdict = verdicts.get(state.key)
+        if verdict is None:
+            states.append(state)
+            continue
+        state = state._replace(preflight=verdict.outcome, reasons=verdict.reasons, raw=verdict.raw)
+        if verdict.refused and state.status == DIFFERS:
+            state = state._replace(status=REFUSED, note=verdict.reason)
+        elif verdict.refused and state.status in (MISSING, READ_ONLY):
+            state = state._replace(note=verdict.reason.removeprefix("missing: "))
+        states.append(state)
+    refused = {s.key for s in states if s.status == REFUSED}
+    changes = tuple(c for c in plan_.changes if c.key not in refused)
+    return Plan(plan_.profile, plan_.fingerprint, tuple(states), changes)
 
 
 def _verdict(key: str, notes: list[tuple[str, str]], raw: bool) -> Verdict:

@@ -241,3 +241,28 @@ def test_versions_parse() -> None:
     assert parse_version("6.18.44-fc-v669") == (6, 18, 44)
     assert parse_version("7.0") == (7, 0)
     assert parse_version("unknown") is None
+
+
+# ---- folding verdicts into a plan ----------------------------------------------------------------------------------
+
+
+def test_fold_turns_a_refused_difference_into_a_refused_key_and_drops_its_write() -> None:
+    from tcptune.plan import plan
+
+    live = {k: LiveValue(k, v, "ok", True) for k, v in {"a.b": "1", "c.d": "2", "e.f": "3"}.items()}
+    live["g.h"] = LiveValue("g.h", None, "missing", False)
+    current = plan({"a.b": "5", "c.d": "6", "e.f": "3", "g.h": "1"}, live)
+    verdicts = {
+        "a.b": preflight.Verdict("a.b", "refused", ("no",)),
+        "c.d": preflight.Verdict("c.d", "warning", ("hm",), raw=True),
+        "e.f": preflight.Verdict("e.f", "ok"),
+        "g.h": preflight.Verdict("g.h", "refused", ("missing: module x is not loaded",)),
+    }
+    folded = preflight.fold(current, verdicts)
+    states = {s.key: s for s in folded.keys}
+    assert (states["a.b"].status, states["a.b"].note, states["a.b"].preflight) == ("refused", "no", "refused")
+    assert (states["c.d"].status, states["c.d"].reasons, states["c.d"].raw) == ("differs", ("hm",), True)
+    assert states["e.f"].status == "ok" and states["g.h"].note == "module x is not loaded"
+    assert [c.key for c in folded.changes] == ["c.d"]
+    assert [k.key for k in folded.blocked] == ["a.b", "g.h"] and folded.counts()["refused"] == 1
+    assert states["a.b"].as_dict()["preflight"] == {"outcome": "refused", "reasons": ["no"]}
