@@ -312,28 +312,31 @@ def _systemd_lines(data: bytes) -> tuple[list[bytes], bool]:
     return lines, False
 
 
+def _systemd_line(raw: bytes, file: str, number: int) -> _Line | None:
+    """One line as systemd-sysctl parses it; None for blank lines, comments and lines that assign nothing."""
+    text = raw.strip(_SD_WHITESPACE)
+    if not text or text[:1] in b"#;":
+        return None
+    ignore = False
+    equals = text.find(b"=")
+    value: bytes | None
+    if equals >= 0:
+        key = text[:equals]
+        value = text[equals + 1 :].strip(_SD_WHITESPACE)
+        if key.startswith(b"-"):
+            ignore = True
+            key = key[1:]
+    elif text.startswith(b"-"):
+        key, value = text[1:], None
+    else:
+        return None  # "Line is not an assignment, ignoring"
+    key = key.strip(_SD_WHITESPACE)
+    return _Line(_sd_normalize(key), value, ignore, file, number, key)
+
+
 def _systemd_parse(data: bytes, file: str) -> tuple[list[_Line], str | None]:
-    parsed: list[_Line] = []
     lines, overlong = _systemd_lines(data)
-    for number, raw in enumerate(lines, start=1):
-        text = raw.strip(_SD_WHITESPACE)
-        if not text or text[:1] in b"#;":
-            continue
-        ignore = False
-        equals = text.find(b"=")
-        value: bytes | None
-        if equals >= 0:
-            key = text[:equals]
-            value = text[equals + 1 :].strip(_SD_WHITESPACE)
-            if key.startswith(b"-"):
-                ignore = True
-                key = key[1:]
-        elif text.startswith(b"-"):
-            key, value = text[1:], None
-        else:
-            continue  # "Line is not an assignment, ignoring"
-        key = key.strip(_SD_WHITESPACE)
-        parsed.append(_Line(_sd_normalize(key), value, ignore, file, number, key))
+    parsed = [line for n, raw in enumerate(lines, start=1) if (line := _systemd_line(raw, file, n)) is not None]
     unknown = None
     if overlong:
         unknown = f"{file} has a line over 1 MiB, where systemd-sysctl stops reading the file"
@@ -484,11 +487,7 @@ class _Kernel:
                     self._devinet_unsure(path, "systemd skips a write equal to the current value, which is not known")
             elif value.decode("latin-1") == kernel_write.show(current):
                 return  # WRITE_STRING_FILE_SUPPRESS_REDUNDANT_VIRTUAL: nothing is written at all
-        peer: State | None = None
-        if rule.handler == "port_range":
-            peer = self.current("net/ipv4/ip_unprivileged_port_start")
-        elif rule.handler == "port_start":
-            peer = self.current("net/ipv4/ip_local_port_range")
+        peer = self.current(_slash(rule.peer)) if rule.peer else None
         outcome = kernel_write.write(rule, current, value + b"\n", self.view.facts, peer)
         self.state[path] = outcome.value
         if outcome.accepted is True:
@@ -707,6 +706,35 @@ def _dotted(path: str) -> str:
 
 
 # ---- entry points ---------------------------------------------------------------------------------------------------
+
+
+class ConfLine(NamedTuple):
+    """One line of a sysctl.d file as systemd-sysctl reads it (for ``tcptune import``)."""
+
+    number: int
+    text: bytes
+    """The line without its end, stripped as systemd strips it."""
+    assignment: Assignment | None
+    """None for blank lines, comments and lines that assign nothing."""
+    path: str | None = None
+    """The key normalised as systemd-sysctl writes it: a /proc/sys-relative slash path."""
+    value: bytes | None = None
+    """The value's bytes as systemd-sysctl writes them (``assignment.value`` is the same, made printable)."""
+
+
+def read_conf(data: bytes, file: str) -> tuple[list[ConfLine], bool]:
+    """Every line of one sysctl.d file, with the assignment systemd-sysctl 252 reads from it; also whether a line
+    over 1 MiB made systemd stop reading (the lines after it are not returned)."""
+    lines, overlong = _systemd_lines(data)
+    result = []
+    for number, raw in enumerate(lines, start=1):
+        line = _systemd_line(raw, file, number)
+        if line is None:
+            result.append(ConfLine(number, raw.strip(_SD_WHITESPACE), None))
+        else:
+            stripped = raw.strip(_SD_WHITESPACE)
+            result.append(ConfLine(number, stripped, line.public(), os.fsdecode(line.key), line.value))
+    return result, overlong
 
 
 def predict(

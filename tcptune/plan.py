@@ -15,12 +15,15 @@ from .persist import BootValue, SysctlEntry
 from .values import canonical
 
 OK, DIFFERS, MISSING, READ_ONLY, UNREADABLE = "ok", "differs", "missing", "read-only", "unreadable"
+REFUSED = "refused"
+"""Differs, and kernel preflight says this kernel will not take the write (``preflight.fold``)."""
 STATUS_TEXT = {
     OK: "ok",
     DIFFERS: "differs",
     MISSING: "missing on this kernel",
     READ_ONLY: "read-only here",
     UNREADABLE: "unreadable",
+    REFUSED: "refused",
 }
 
 
@@ -31,11 +34,17 @@ class KeyState(NamedTuple):
     desired: str
     live: str | None
     status: str
-    """ok | differs | missing | read-only | unreadable."""
+    """ok | differs | missing | read-only | unreadable | refused."""
     scope: str | None = None
     """"netns" or "global" from the catalog; None for keys it does not know."""
     note: str | None = None
     """Plain words for anything that is not ok (why it cannot be written, what to do)."""
+    preflight: str | None = None
+    """The kernel preflight verdict (ok | warning | refused); None when preflight did not run."""
+    reasons: tuple[str, ...] = ()
+    """Preflight's reasons (refusals first, then warnings)."""
+    raw: bool = False
+    """A key of the profile's raw: mapping, unchecked by the catalog."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +54,8 @@ class KeyState(NamedTuple):
             "status": self.status,
             "scope": self.scope,
             "note": self.note,
+            "raw": self.raw,
+            "preflight": None if self.preflight is None else {"outcome": self.preflight, "reasons": list(self.reasons)},
         }
 
 
@@ -76,8 +87,8 @@ class Plan(NamedTuple):
 
     @property
     def blocked(self) -> list[KeyState]:
-        """Keys that differ but cannot be written here: missing, read-only or unreadable."""
-        return self.with_status(MISSING, READ_ONLY, UNREADABLE)
+        """Keys that differ but cannot be written here: missing, read-only, unreadable, or refused by preflight."""
+        return self.with_status(MISSING, READ_ONLY, UNREADABLE, REFUSED)
 
     def counts(self) -> dict[str, int]:
         counts = {status: 0 for status in STATUS_TEXT}
@@ -254,6 +265,7 @@ class Drift(NamedTuple):
                 "missing": counts[MISSING],
                 "read_only": counts[READ_ONLY],
                 "unreadable": counts[UNREADABLE],
+                "refused": counts[REFUSED],
                 "boot_differs": sum(b.status == BOOT_DIFFERS for b in self.boot),
                 "boot_not_persisted": sum(b.status == BOOT_NOT_PERSISTED for b in self.boot),
                 "boot_kernel_default": sum(b.status == BOOT_DEFAULT for b in self.boot),

@@ -18,7 +18,9 @@ UNPRIVILEGED_PORT_DEFAULT = 1024
 class Verdict:
     """What validation found, and the values that passed, ready to compare with /proc/sys.
 
-    ``values`` maps each full key name that passed to its value as tcptune writes it (single spaces).
+    ``values`` maps each full key name that passed to its value as tcptune writes it (single spaces), the keys
+    of the profile's ``raw:`` mapping included; ``raw`` names those, which the catalog did not check (downstream
+    code marks them, preflight checks them against the running kernel, the engine records them).
     """
 
     def __init__(self, profile: Profile, diagnostics: list[Diagnostic] | None = None) -> None:
@@ -26,6 +28,7 @@ class Verdict:
         self.diagnostics: list[Diagnostic] = diagnostics if diagnostics is not None else []
         self.values: dict[str, str] = {}
         self.parsed: dict[str, tuple[int, ...] | str] = {}
+        self.raw: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -80,6 +83,16 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
             continue
         verdict.parsed[key.name] = parsed
         verdict.values[key.name] = format_kernel(parsed)
+        if key.obsolete:
+            add(
+                Diagnostic(
+                    "warning",
+                    setting.location,
+                    f"does nothing since Linux {key.obsolete}",
+                    key=key.name,
+                    hint=key.obsolete_reason,
+                )
+            )
         if key.shape == "string" and key.choices and key.open_choices and parsed not in key.choices:
             add(
                 Diagnostic(
@@ -90,6 +103,10 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
                     hint="usual: " + ", ".join(key.choices) + "; it must be available on the target kernel",
                 )
             )
+
+    for key_name, setting in profile.raw.items():  # checked when loaded: net.*, unknown to the catalog, one line
+        verdict.values[key_name] = str(setting.value)
+    verdict.raw = frozenset(profile.raw)
 
     for rule in RULES:
         verdict.diagnostics.extend(rule(verdict))
@@ -119,6 +136,8 @@ def describe_valid(key: catalog.Key) -> str:
         return ("e.g. " if key.open_choices else "one of ") + ", ".join(key.choices) if key.choices else "a name"
     if key.shape == "portlist":
         return 'comma-separated ports or ranges, e.g. "8080,9000-9100", or "" for none'
+    if key.shape == "names":
+        return 'one or more names, as a list or the kernel\'s string, e.g. "reno cubic bbr"'
     bounds = _bounds_text(key)
     if key.shape in ("triple", "pair"):
         names = "/".join(key.elements) if key.elements else f"{key.arity} numbers"
@@ -176,9 +195,14 @@ def _range_problems(key: catalog.Key, parsed: tuple[int, ...] | str) -> Iterable
         if not (low_ok and high_ok):
             where = f"{key.elements[index]} " if key.elements and len(parsed) > 1 else ""
             yield f"{where}{number} is out of range", f"valid: {_bounds_text(key)}"
-    if len(parsed) > 1 and list(parsed) != sorted(parsed):
+    if key.name in KERNEL_CHECKS_ORDER and list(parsed) != sorted(parsed):
         names = " <= ".join(key.elements) if key.elements else " <= ".join(["value"] * len(parsed))
-        yield f"values {' '.join(map(str, parsed))} are out of order", f"the kernel needs {names}"
+        yield f"values {' '.join(map(str, parsed))} are out of order", f"the kernel refuses it unless {names}"
+
+
+KERNEL_CHECKS_ORDER = frozenset({"net.ipv4.ip_local_port_range"})
+"""Vectors whose order the kernel itself enforces (EINVAL). For the others (tcp_rmem, tcp_wmem, tcp_mem, udp_mem)
+it stores any order, and an out-of-order vector is a warning (``_vector_order``)."""
 
 
 # ---- cross-key rules: each takes the verdict so far and yields diagnostics --------------------------------------
@@ -217,6 +241,65 @@ def _port_range_vs_unprivileged(verdict: Verdict) -> Iterable[Diagnostic]:
             "low and high have the same parity",
             key="net.ipv4.ip_local_port_range",
             hint="the kernel's connect() port search works best with one even and one odd bound",
+        )
+
+
+def _vector_order(verdict: Verdict) -> Iterable[Diagnostic]:
+    """Buffer and memory triples out of order: the kernel stores them as given, which is almost always a typo."""
+    for name, parsed in verdict.parsed.items():
+        key = catalog.get(name)
+        if key is None or key.shape != "triple" or name in KERNEL_CHECKS_ORDER or not isinstance(parsed, tuple):
+            continue
+        if list(parsed) != sorted(parsed):
+            order = " <= ".join(key.elements)
+            yield Diagnostic(
+                "warning",
+                _at(verdict, name),
+                f"values {' '.join(map(str, parsed))} are out of order ({order})",
+                key=name,
+                hint="the kernel does not check the order and stores them as given; "
+                + _ORDER_CONSEQUENCE.get(name, "the limits then contradict each other"),
+            )
+
+
+_ORDER_CONSEQUENCE = {
+    "net.ipv4.tcp_rmem": "a default above the max starts every socket above the autotuning ceiling",
+    "net.ipv4.tcp_wmem": "a default above the max starts every socket above the autotuning ceiling",
+}
+
+
+def _buffer_min_below_page(verdict: Verdict) -> Iterable[Diagnostic]:
+    for name in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"):
+        triple = _value(verdict, name)
+        if triple and triple[0] < MIN_BUFFER_FLOOR:
+            yield Diagnostic(
+                "warning",
+                _at(verdict, name),
+                f"min {triple[0]} is below {MIN_BUFFER_FLOOR} bytes",
+                key=name,
+                hint="the min is what each socket is guaranteed under memory pressure; the kernel's own default"
+                " is one page (4096 bytes)",
+            )
+
+
+MIN_BUFFER_FLOOR = 4096
+
+
+def _reordering_vs_max(verdict: Verdict) -> Iterable[Diagnostic]:
+    reordering = _value(verdict, "net.ipv4.tcp_reordering")
+    if not reordering:
+        return
+    cap = _value(verdict, "net.ipv4.tcp_max_reordering")
+    entry = catalog.get("net.ipv4.tcp_max_reordering")
+    ceiling = cap[0] if cap else int(entry.default) if entry and entry.default else None
+    if ceiling is not None and reordering[0] > ceiling:
+        origin = "set in this profile" if cap else "kernel default"
+        yield Diagnostic(
+            "warning",
+            _at(verdict, "net.ipv4.tcp_reordering"),
+            f"{reordering[0]} is above net.ipv4.tcp_max_reordering ({ceiling}, {origin})",
+            key="net.ipv4.tcp_reordering",
+            hint="Linux 6.18 refuses such a write, and older kernels never use more than the max",
         )
 
 
@@ -290,6 +373,9 @@ def _risky_disables(verdict: Verdict) -> Iterable[Diagnostic]:
 
 RULES: tuple[Rule, ...] = (
     _port_range_vs_unprivileged,
+    _vector_order,
+    _buffer_min_below_page,
+    _reordering_vs_max,
     _tw_reuse_needs_timestamps,
     _low_fin_timeout,
     _buffer_max_vs_core("net.ipv4.tcp_rmem", "net.core.rmem_max"),

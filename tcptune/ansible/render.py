@@ -65,6 +65,8 @@ class RoleSpec:
     settings: dict[str, str] = field(default_factory=dict)
     fingerprint: str | None = None
     generic: bool = False
+    raw: tuple[str, ...] = ()
+    """Keys of the profile's raw: mapping: accepted by the argument spec, unchecked by the catalog."""
 
     @property
     def prefix(self) -> str:
@@ -96,6 +98,7 @@ def spec_from_verdict(verdict: Verdict) -> RoleSpec:
         description=profile.description or f"tcptune profile {profile.name}",
         settings=dict(verdict.values),
         fingerprint=profile.fingerprint(),
+        raw=tuple(sorted(verdict.raw)),
     )
 
 
@@ -165,6 +168,8 @@ def key_option(key: catalog.Key) -> dict[str, Any]:
             description.append(f'{key.arity} numbers as the kernel prints them: "{names}".')
         elif key.shape == "portlist":
             description.append('Ports and ranges, e.g. "8080,9000-9100".')
+        elif key.shape == "names":
+            description.append('Names separated by spaces, e.g. "reno cubic bbr".')
         elif key.choices:
             description.append("Usually one of: " + ", ".join(key.choices) + ".")
     if key.minimum is not None or key.maximum is not None:
@@ -176,8 +181,11 @@ def key_option(key: catalog.Key) -> dict[str, Any]:
     return option
 
 
-def settings_options() -> dict[str, Any]:
-    return {key.name: key_option(key) for key in catalog.all_keys() if not key.removed}
+def settings_options(raw: tuple[str, ...] = ()) -> dict[str, Any]:
+    options = {key.name: key_option(key) for key in catalog.all_keys() if not key.removed}
+    for name in raw:
+        options[name] = {"type": "str", "description": ["From the profile's raw: mapping; unchecked by the catalog."]}
+    return options
 
 
 def argument_specs(spec: RoleSpec) -> dict[str, Any]:
@@ -187,7 +195,7 @@ def argument_specs(spec: RoleSpec) -> dict[str, Any]:
         "catalog knows are accepted."
     )
     options: dict[str, Any] = {
-        f"{p}_settings": {"type": "dict", "description": [settings_doc], "options": settings_options()},
+        f"{p}_settings": {"type": "dict", "description": [settings_doc], "options": settings_options(spec.raw)},
     }
     if spec.generic:
         options[f"{p}_settings"]["required"] = True
@@ -196,7 +204,7 @@ def argument_specs(spec: RoleSpec) -> dict[str, Any]:
         options[f"{p}_overrides"] = {
             "type": "dict",
             "default": {},
-            "options": settings_options(),
+            "options": settings_options(spec.raw),
             "description": ["Per host or group: keys to set differently from the profile, merged over the settings."],
         }
         options[f"{p}_fingerprint"] = {

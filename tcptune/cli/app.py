@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "show": ("profiles", "show"),
     "explain": ("profiles", "explain"),
     "schema": ("profiles", "schema"),
+    "import": ("sysctl_conf", "import_file"),
     "profiles": ("profiles", "list_profiles"),
     "diff": ("live", "diff"),
     "apply": ("live", "apply"),

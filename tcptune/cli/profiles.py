@@ -30,11 +30,17 @@ def validate(
     results = []
     failed = False
     for ref in profiles:
-        name, diagnostics = _diagnostics(ref, container=container)
+        name, diagnostics, raw = _diagnostics(ref, container=container)
         bad = any(d.is_error or strict for d in diagnostics)
         failed |= bad
         results.append(
-            {"profile": name, "source": ref, "valid": not bad, "diagnostics": [d.as_dict() for d in diagnostics]}
+            {
+                "profile": name,
+                "source": ref,
+                "valid": not bad,
+                "diagnostics": [d.as_dict() for d in diagnostics],
+                "raw": raw,
+            }
         )
         if fmt is Format.text:
             emit_diagnostics(diagnostics, err=False)
@@ -45,27 +51,34 @@ def validate(
                 f"{ref}: {verdict_text} ({errors} error{'s' * (errors != 1)}, "
                 f"{warnings} warning{'s' * (warnings != 1)})"
             )
+            if raw:
+                emit(f"{ref}: {len(raw)} raw key(s) {UNCHECKED}: " + ", ".join(raw))
     if fmt is Format.json:
         emit_json({"valid": not failed, "profiles": results})
     raise typer.Exit(EXIT_ERROR if failed else EXIT_OK)
 
 
-def _diagnostics(ref: str, *, container: bool) -> tuple[str, list[Diagnostic]]:
-    """The profile's name (``ref`` if it cannot be loaded) and everything validation found."""
+UNCHECKED = "unchecked by the catalog"
+"""How every output marks the keys of a profile's raw: mapping."""
+
+
+def _diagnostics(ref: str, *, container: bool) -> tuple[str, list[Diagnostic], list[str]]:
+    """The profile's name (``ref`` if it cannot be loaded), everything validation found, and its raw keys."""
     try:
         verdict = check(load_profile(ref), container=container)
     except ProfileError as exc:
-        return ref, exc.diagnostics
+        return ref, exc.diagnostics, []
     except TcptuneError as exc:
-        return ref, [Diagnostic("error", Location(ref), str(exc))]
-    return verdict.profile.name, verdict.diagnostics
+        return ref, [Diagnostic("error", Location(ref), str(exc))], []
+    return verdict.profile.name, verdict.diagnostics, sorted(verdict.raw)
 
 
 def show(profile: ProfileArg, fmt: Annotated[ShowFormat, typer.Option("--format", "-f")] = ShowFormat.text) -> None:
     """Print the fully resolved profile (after 'extends') and where each value came from."""
     verdict = load_valid(profile)
     resolved = verdict.profile
-    rows = [(key, verdict.values[key], s.origin, str(s.location)) for key, s in sorted(resolved.settings.items())]
+    everything = {**resolved.settings, **resolved.raw}
+    rows = [(key, verdict.values[key], s.origin, str(s.location)) for key, s in sorted(everything.items())]
     if fmt is ShowFormat.json:
         emit_json(
             {
@@ -75,7 +88,9 @@ def show(profile: ProfileArg, fmt: Annotated[ShowFormat, typer.Option("--format"
                 "extends": list(resolved.extends),
                 "chain": list(resolved.chain),
                 "fingerprint": resolved.fingerprint(),
-                "settings": {k: {"value": v, "origin": o, "location": loc} for k, v, o, loc in rows},
+                "settings": {
+                    k: {"value": v, "origin": o, "location": loc, "raw": k in verdict.raw} for k, v, o, loc in rows
+                },
             }
         )
     elif fmt is ShowFormat.sysctl:
@@ -86,7 +101,13 @@ def show(profile: ProfileArg, fmt: Annotated[ShowFormat, typer.Option("--format"
             emit(f"description: {resolved.description}")
         emit(f"chain: {' -> '.join(resolved.chain)}")
         emit(f"fingerprint: {resolved.fingerprint()}")
-        table(["key", "value", "from", "location"], rows)
+        table(["key", "value", "from", "location"], [(_marked(k, verdict.raw), v, o, loc) for k, v, o, loc in rows])
+        if verdict.raw:
+            emit(f"raw: {len(verdict.raw)} key(s) {UNCHECKED}, checked against the running kernel by diff and apply")
+
+
+def _marked(key: str, raw: frozenset[str]) -> str:
+    return f"{key} (raw)" if key in raw else key
 
 
 def explain(
