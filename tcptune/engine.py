@@ -475,19 +475,25 @@ class Engine:
             generation = current.generation._replace(
                 created=now_text(), by=made_by(), counters=dict(counters) if counters is not None else None
             )
+            writes = [c._replace(old=" ".join(c.old.split())) for c in current.writes]  # the kernel prints tabs
             record = Pending(
-                current.from_, current.to, current.kind, generation.created, os.getpid(),
-                current.writes, current.file, generation,
-            )  # fmt: skip
+                current.from_,
+                current.to,
+                current.kind,
+                generation.created,
+                os.getpid(),
+                tuple(writes),
+                current.file,
+                generation,
+            )
             try:
                 self.state.write_pending(record)
             except StateError as exc:
                 raise Refused(f"{exc}; nothing was changed") from None
-            return self._run(current, generation)
+            return self._run(current, writes, generation)
 
-    def _run(self, current: Transition, generation: Generation) -> Result:
+    def _run(self, current: Transition, writes: list[Change], generation: Generation) -> Result:
         proc = self.target.proc
-        writes = list(current.writes)
         triples = [(c.key, c.new, c.old) for c in writes]
         outcome = write_all(proc, triples, self.before_write, same=same)
         if not outcome.ok:

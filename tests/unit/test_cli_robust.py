@@ -95,17 +95,23 @@ def test_a_deeply_nested_current_generation_is_one_line(tmp_path: Path, capsys: 
     )
 
 
-def test_output_to_a_full_disk_is_one_line() -> None:
+@pytest.mark.parametrize("argv", [["explain", "--list"], ["explain", "tcp_fin_timeout"]], ids=["long", "short"])
+def test_output_to_a_full_disk_is_one_line(argv: list[str]) -> None:
+    """Long output fails while it is written, short output only when it is flushed at the end."""
     with open("/dev/full", "w") as full:
-        proc = tcptune("explain", "--list", stdout=full)
+        proc = tcptune(*argv, stdout=full)
     assert proc.returncode == 1
     assert one_error_line(proc.stderr) == "tcptune: error: cannot write to standard output: no space left on device"
 
 
 def test_a_closed_standard_output_is_one_line() -> None:
     proc = subprocess.run(
-        [sys.executable, "-c", "import os, sys; os.close(1); sys.argv[1:] = ['explain', 'tcp_fin_timeout'];"
-         " from tcptune.cli import main; main()"],  # fmt: skip
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; os.close(1); sys.argv[1:] = ['explain', 'tcp_fin_timeout'];"
+            " from tcptune.cli import main; main()",
+        ],
         stderr=subprocess.PIPE,
         text=True,
         timeout=120,
@@ -189,7 +195,8 @@ def test_diff_skips_a_fifo_in_sysctl_d_with_a_warning(tmp_path: Path, capsys: py
     (root / "usr/lib/sysctl.d/60-big.conf").write_text("#" * (1 << 20) + "\n")
     assert run(["diff", "base", "--proc-root", str(SOCKETS / "proc_sys"), "--sysctl-root", str(root)]) in (0, 2)
     err = capsys.readouterr().err.splitlines()
-    assert f"tcptune: warning: skipped {root}/etc/sysctl.d/50-fifo.conf when predicting boot values: it is a FIFO" in (
-        err[0]
+    assert (
+        f"tcptune: warning: skipped {root}/etc/sysctl.d/50-fifo.conf when predicting boot values: it is a FIFO"
+        in (err[0])
     )
     assert "60-big.conf when predicting boot values: it is larger than 1048576 bytes" in err[1]
