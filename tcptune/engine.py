@@ -432,8 +432,12 @@ class Engine:
         live = self.target.proc.read_many(sorted(keys))
         new_keys = keys - (set(current.values) if current else set())
         boot = dict(self.boot_reader(sorted(new_keys))) if new_keys else {}
-        needs_file = not (recipe.kind == APPLY and not recipe.options.persist)
-        file_text = self._read_own_file() if needs_file or (current and current.file) else None
+        # the file is read (and a FIFO or link there refused) only when this transition may touch it
+        if recipe.kind == APPLY:
+            needs_file = recipe.options.persist
+        else:
+            needs_file = bool((current and current.file) or (target and target.file))
+        file_text = self._read_own_file() if needs_file else None
         return Facts(current_number, current, target, live, file_text, boot, self.target.own_file)
 
     def _read_own_file(self) -> str | None:

@@ -523,6 +523,18 @@ def test_a_kill_between_writes_is_recovered_to_the_from_generation_exactly(targe
     assert engine(target).recover().action == "nothing"
 
 
+def test_a_kill_after_writing_a_key_the_kernel_prints_with_tabs_is_recoverable(target: Target) -> None:
+    """The kernel prints ``32768\t60999``; the pending record holds it as one line, and recover writes it back."""
+    ports = profile("ports", net__ipv4__ip_local_port_range="20000 60999", net__ipv4__tcp_fin_timeout="15")
+    with pytest.raises(Killed):
+        apply(target, ports, before_write=killer(2))
+    pending = read_json(Path(target.state_dir, "pending.json"))
+    assert pending["writes"][0] == {"key": "net.ipv4.ip_local_port_range", "old": "32768 60999", "new": "20000 60999"}
+    assert live(target, "net.ipv4.ip_local_port_range") == "20000 60999"
+    assert engine(target).recover().action == "restored"
+    assert live(target, "net.ipv4.ip_local_port_range") == "32768 60999" and not pending_exists(target)
+
+
 def test_recover_after_the_commit_only_removes_the_record(target: Target) -> None:
     apply(target, WEB)
     write_pending(Path(target.state_dir), from_=0, writes=[{"key": FIN, "old": "60", "new": "15"}])
