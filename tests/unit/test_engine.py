@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -644,3 +645,25 @@ def test_the_hook_runs_before_each_write_in_order(target: Target) -> None:
     seen: list[str] = []
     apply(target, WEB, before_write=seen.append)
     assert seen == [SOMAXCONN, FIN, TW]
+
+
+# ---- shippable: the Ansible module runs this same code on hosts --------------------------------------------------
+
+SHIPPED = ("engine", "state", "plan", "target", "failures", "live", "values", "persist")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_engine_and_what_it_imports_are_standard_library_only(name: str) -> None:
+    """Relative imports among the shipped modules only, and nothing outside the standard library."""
+    import ast
+
+    source = Path(__file__).resolve().parents[2] / "tcptune" / f"{name}.py"
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            modules = [node.module] if node.module else [alias.name for alias in node.names]  # "from . import x"
+            assert node.level == 1 and set(modules) <= set(SHIPPED), (name, ast.dump(node))
+        elif isinstance(node, ast.ImportFrom):
+            assert (node.module or "").split(".")[0] in sys.stdlib_module_names, (name, node.module)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                assert alias.name.split(".")[0] in sys.stdlib_module_names, (name, alias.name)
