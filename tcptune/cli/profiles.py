@@ -9,7 +9,7 @@ import typer
 from .. import catalog
 from ..errors import Diagnostic, Location, ProfileError, TcptuneError
 from ..explain import describe_key, key_as_dict
-from ..load import load_valid
+from ..load import load_valid, read_profile
 from ..output import emit, emit_diagnostics, emit_json, table
 from ..persist import render_sysctl_conf
 from ..profile import builtin_names, load_profile
@@ -65,7 +65,7 @@ UNCHECKED = "unchecked by the catalog"
 def _diagnostics(ref: str, *, container: bool) -> tuple[str, list[Diagnostic], list[str]]:
     """The profile's name (``ref`` if it cannot be loaded), everything validation found, and its raw keys."""
     try:
-        verdict = check(load_profile(ref), container=container)
+        verdict = check(read_profile(ref), container=container)
     except ProfileError as exc:
         return ref, exc.diagnostics, []
     except TcptuneError as exc:
