@@ -1,0 +1,334 @@
+"""kill -9 the real tcptune at every file-system call of a transaction, then `tcptune recover`: the machine must be
+EXACTLY at the from- or the to-generation.
+
+For each scenario (apply over nothing, apply switching profiles, rollback, rollback --to, reset) the command is first
+run to the end under strace to list its calls (the reference trace); the machine before it is the from-state and
+after it the to-state. Then, for every call the transaction makes (each family: openat, write, fsync, rename,
+unlink, mkdir, chmod, truncate, link, flock; N = 1..k of each call name), the machine is put back to the from-state,
+tcptune is killed on entry to that call (`strace -e inject=<call>:signal=KILL:when=N`), and `tcptune recover` runs.
+The result must equal the from-state when the kill came at or before the commit (the rename that publishes the new
+generation, DESIGN-9.md) and the to-state after it: live values read by the test from the namespace's /proc/sys,
+tcptune's sysctl.d file, every state file (generation documents field by field), `history --format json`; no
+pending record and no `.tcptune-*` temp file anywhere. A second `recover` must then say "nothing to recover" and
+change nothing. `recover` itself is killed at every call too (three interrupted states), then re-run.
+
+The reference traces also prove the durability order the issue asks for: the pending record is written, fsync'd and
+its directory fsync'd before the first write to /proc/sys or the sysctl.d file; every rename/unlink/mkdir is followed
+by an fsync of its directory; every file is fsync'd before it is renamed into place.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.integration.crash_harness import (
+    FAMILY_OF,
+    KEYS,
+    PROFILES,
+    SITE_FILE,
+    Bench,
+    Call,
+    KillPoint,
+    Machine,
+    Snapshot,
+    check_nothing_changes_before,
+    commit_index,
+    iter_family_counts,
+    kill_points,
+    profile_values,
+    temp_files,
+    transaction_start,
+)
+from tests.integration.kernel_sandbox import KernelSandbox, host_value
+
+pytestmark = [pytest.mark.slow, pytest.mark.netns]
+
+GUARDED = (*KEYS, "kernel.pid_max", "net.core.rmem_max")
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    setup: tuple[tuple[str, ...], ...]
+    command: tuple[str, ...]
+    from_generation: int
+    to_generation: int
+    to_profile: str | None
+    """The profile whose values are live at the to-generation (None: every key at its baseline)."""
+
+
+APPLY_A = ("apply", "--yes", "{a}")
+APPLY_B = ("apply", "--yes", "{b}")
+APPLY_C = ("apply", "--yes", "{c}")
+
+SCENARIOS = [
+    Scenario("apply-first", (), APPLY_A, 0, 1, "a"),
+    Scenario("apply-switch", (APPLY_A,), APPLY_B, 1, 2, "b"),
+    Scenario("rollback", (APPLY_A, APPLY_B), ("rollback", "--yes"), 2, 3, "a"),
+    Scenario("rollback-to", (APPLY_A, APPLY_B, APPLY_C), ("rollback", "--to", "1", "--yes"), 3, 4, "a"),
+    Scenario("reset", (APPLY_A, APPLY_B), ("reset", "--yes"), 2, 3, None),
+]
+
+
+@pytest.fixture(scope="module")
+def bench() -> Iterator[Bench]:
+    before = {key: host_value(key) for key in GUARDED}
+    box = KernelSandbox()
+    try:
+        bench = Bench(box, KEYS)
+        (box.sysctl_dir / SITE_FILE[0]).write_text(SITE_FILE[1])
+        for name, text in PROFILES.items():
+            (box.dir / f"{name}.yaml").write_text(text)
+        bench.fresh = bench.snapshot("fresh")
+        yield bench
+    finally:
+        box.close()
+        assert {key: host_value(key) for key in GUARDED} == before, "the machine's own sysctls changed"
+
+
+def _args(bench: Bench, command: tuple[str, ...]) -> tuple[str, ...]:
+    return tuple(part.format(**{n: str(bench.box.dir / f"{n}.yaml") for n in PROFILES}) for part in command)
+
+
+@dataclass
+class Prepared:
+    from_snap: Snapshot
+    from_state: Machine
+    to_state: Machine
+    calls: list[Call]
+    points: list[KillPoint]
+    commit: int | None
+
+
+def prepare(bench: Bench, setup: tuple[tuple[str, ...], ...], command: tuple[str, ...], tag: str) -> Prepared:
+    """Reach the from-state from a fresh namespace, snapshot it, and trace the command once to the end."""
+    bench.restore(bench.fresh)
+    for step in setup:
+        bench.must(*_args(bench, step))
+    from_snap = bench.snapshot(tag)
+    from_state = bench.observe()
+    assert not from_state.pending and not from_state.temp_files
+    args = _args(bench, command)
+    bench.must(*args)  # warm-up: byte-code caches written, so the traced and the killed runs make the same calls
+    bench.restore(from_snap)
+    out, calls = bench.trace(*args)
+    assert out.returncode == 0, out.stderr
+    to_state = bench.observe()
+    assert not to_state.pending and not to_state.temp_files
+    assert to_state != from_state, "the command changed nothing: no transaction to interrupt"
+    start = transaction_start(calls, bench.state_dir)
+    check_nothing_changes_before(calls, start)
+    points = kill_points(calls, start)
+    return Prepared(from_snap, from_state, to_state, calls, points, commit_index(calls, bench.state_dir))
+
+
+def check_case(
+    bench: Bench, point: KillPoint, args: tuple[str, ...], expected: Machine, expected_name: str
+) -> list[str]:
+    """Kill ``args`` at ``point``, recover twice; the problems found (empty: the case passed)."""
+    out, seen = bench.kill_at(point.call, point.nth, *args)
+    if out.returncode != -9:
+        return [f"not killed (exit {out.returncode}): the run made fewer calls than the reference trace"]
+    if len(seen) != point.nth or seen[-1].where() != point.at.where():
+        got = seen[-1].where() if seen else "nothing"
+        return [f"killed at {got} (call {len(seen)}), not at the reference's {point.at.where()}: not deterministic"]
+    problems = []
+    if (bench.state_dir / "pending.json").exists():
+        warned = bench.run("history")
+        if "tcptune recover" not in warned.stderr:
+            problems.append(f"history does not warn about the pending transaction: {warned.stderr.strip()!r}")
+    first = bench.run("recover", "--yes")
+    if first.returncode != 0:
+        return [*problems, f"recover -> exit {first.returncode}: {(first.stdout + first.stderr).strip()}"]
+    after = bench.observe()
+    if after != expected:
+        problems.append(f"after recover not at the {expected_name}-state: " + "; ".join(after.differences(expected)))
+    if after.pending:
+        problems.append("pending.json still there after recover")
+    if after.temp_files:
+        problems.append(f"temp files left: {list(after.temp_files)}")
+    second = bench.run("recover", "--yes")
+    if second.returncode != 0 or "nothing to recover" not in second.stdout + second.stderr:
+        problems.append(f"second recover not a no-op: exit {second.returncode}: {(second.stdout + second.stderr)!r}")
+    elif bench.observe() != after:
+        problems.append("second recover changed the machine")
+    return problems
+
+
+def run_cases(
+    bench: Bench,
+    snap: Snapshot,
+    points: list[KillPoint],
+    args: tuple[str, ...],
+    expect: Callable[[KillPoint], tuple[Machine, str]],
+    label: str,
+    case_log: Callable[[str], None],
+) -> None:
+    started = time.monotonic()
+    failures = []
+    for point in points:
+        bench.restore(snap)
+        expected, name = expect(point)
+        for problem in check_case(bench, point, args, expected, name):
+            failures.append(f"kill at {point.call} #{point.nth} ({point.at.where()}): {problem}")
+    families = ", ".join(f"{family} {count}" for family, count in iter_family_counts(points))
+    case_log(f"{label}: {len(points)} kill points ({families}) in {time.monotonic() - started:.0f} s")
+    assert not failures, f"{len(failures)} of {len(points)} cases failed:\n" + "\n".join(failures[:25])
+
+
+# ---- the transactions -------------------------------------------------------------------------------------------
+
+
+def check_to_state(bench: Bench, scenario: Scenario, prepared: Prepared) -> None:
+    """The reference run did what the scenario says (so the cases interrupt a real transition)."""
+    history = bench.history()
+    current = _current(history)
+    assert current is not None and int(current["generation"]) == scenario.to_generation, history
+    live = dict(prepared.to_state.live)
+    fresh = bench.fresh.live
+    wanted = profile_values(scenario.to_profile) if scenario.to_profile else {}
+    for key in KEYS:
+        # a key the to-generation does not manage is back at its value before tcptune (its baseline)
+        assert live[key] == wanted.get(key, fresh[key]), (key, live[key], wanted.get(key, fresh[key]))
+
+
+def _current(history: object) -> dict[str, object] | None:
+    """The current generation in `history --format json` (a list, newest first, the current one marked)."""
+    entries = history.get("generations", []) if isinstance(history, dict) else history
+    assert isinstance(entries, list), history
+    marked = [e for e in entries if isinstance(e, dict) and e.get("current")]
+    return marked[0] if marked else None
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_kill_9_at_every_call_then_recover(bench: Bench, scenario: Scenario, case_log: Callable[[str], None]) -> None:
+    prepared = prepare(bench, scenario.setup, scenario.command, scenario.name)
+    check_to_state(bench, scenario, prepared)
+    assert prepared.commit is not None, "no rename publishing generations/<N>.json in the reference trace"
+
+    def expect(point: KillPoint) -> tuple[Machine, str]:
+        assert prepared.commit is not None
+        if point.at.index <= prepared.commit:
+            return prepared.from_state, "from"
+        return prepared.to_state, "to"
+
+    run_cases(
+        bench, prepared.from_snap, prepared.points, _args(bench, scenario.command), expect, scenario.name, case_log
+    )
+
+
+# ---- recover, killed while it recovers ---------------------------------------------------------------------------
+
+INTERRUPTIONS = {
+    # killed on entry to the last write to /proc/sys: every other key already changed, the file not yet
+    "mid-writes": lambda call, state_dir, sysctl_dir: (
+        call.name in ("write", "pwrite64") and bool(call.paths) and call.paths[0].startswith("/proc/sys/net/")
+    ),
+    # killed on entry to the commit rename: the sysctl.d file already replaced, no new generation
+    "file-persisted": lambda call, state_dir, sysctl_dir: (
+        FAMILY_OF[call.name] == "rename"
+        and len(call.paths) == 2
+        and call.paths[1].startswith(f"{state_dir}/generations/")
+    ),
+    # killed on entry to the unlink of the pending record: the new generation is committed
+    "committed": lambda call, state_dir, sysctl_dir: (
+        FAMILY_OF[call.name] == "unlink" and call.paths == (f"{state_dir}/pending.json",)
+    ),
+}
+
+
+@pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
+def test_kill_9_recover_at_every_call_then_recover_again(
+    bench: Bench, interruption: str, case_log: Callable[[str], None]
+) -> None:
+    prepared = prepare(bench, (APPLY_A,), APPLY_B, f"recover-{interruption}")
+    matching = [p for p in prepared.points if INTERRUPTIONS[interruption](p.at, bench.state_dir, bench.sysctl_dir)]
+    assert matching, f"no call for {interruption} in the reference trace of apply"
+    point = matching[-1] if interruption == "mid-writes" else matching[0]
+    bench.restore(prepared.from_snap)
+    out, _ = bench.kill_at(point.call, point.nth, *_args(bench, APPLY_B))
+    assert out.returncode == -9
+    assert (bench.state_dir / "pending.json").exists(), "killed inside the transaction but no pending record"
+    killed = bench.snapshot(f"killed-{interruption}")
+    if interruption == "mid-writes":
+        assert dict(bench.observe().live) != dict(prepared.from_state.live), "nothing written yet: pick a later call"
+    expected, name = (prepared.to_state, "to") if interruption == "committed" else (prepared.from_state, "from")
+
+    bench.must("recover", "--yes")  # warm-up (byte-code caches of recover's imports)
+    bench.restore(killed)
+    out, calls = bench.trace("recover", "--yes")
+    assert out.returncode == 0, out.stderr
+    recovered = bench.observe()
+    assert recovered == expected, recovered.differences(expected)
+    start = transaction_start(calls, bench.state_dir)
+    check_nothing_changes_before(calls, start)
+    points = kill_points(calls, start)
+    run_cases(
+        bench, killed, points, ("recover", "--yes"), lambda p: (expected, name), f"recover ({interruption})", case_log
+    )
+
+
+# ---- durability order, from the reference traces -----------------------------------------------------------------
+
+
+def durability_problems(calls: list[Call], state_dir: Path, sysctl_dir: Path) -> list[str]:
+    """What the trace shows about fsync ordering (see the module docstring); empty when all is in order."""
+    state, sysctl = str(state_dir), str(sysctl_dir)
+
+    def ours(path: str) -> bool:
+        return path == state or path.startswith((state + "/", sysctl + "/"))
+
+    def is_fsync_of(call: Call, path: str) -> bool:
+        return FAMILY_OF[call.name] == "fsync" and call.name != "syncfs" and call.paths == (path,)
+
+    def changes_kernel_or_file(call: Call) -> bool:
+        target = call.paths[0] if call.paths else ""
+        return (FAMILY_OF[call.name] == "write" and target.startswith("/proc/sys/net/")) or (
+            FAMILY_OF[call.name] in ("rename", "unlink") and any(p.startswith(sysctl + "/") for p in call.paths)
+        )
+
+    problems: list[str] = []
+    pending = f"{state}/pending.json"
+    first_change = next((c.index for c in calls if changes_kernel_or_file(c)), None)
+    published = next((c.index for c in calls if FAMILY_OF[c.name] == "rename" and c.paths[1:] == (pending,)), None)
+    if first_change is not None:
+        if published is None or published > first_change:
+            problems.append("the pending record is not renamed into place before the first change")
+        elif not any(is_fsync_of(c, state) for c in calls[published:first_change]):
+            problems.append("the state directory is not fsync'd between publishing pending.json and the first change")
+
+    dir_changes = [
+        c for c in calls if FAMILY_OF[c.name] in ("rename", "unlink", "mkdir", "link") and any(ours(p) for p in c.paths)
+    ]
+    boundaries = sorted(
+        {c.index for c in dir_changes} | {c.index for c in calls if changes_kernel_or_file(c)} | {len(calls)}
+    )
+    for change in dir_changes:
+        if change.ret.startswith("-1"):
+            continue  # failed (e.g. unlink of a file that was not there): nothing to make durable
+        parents = {str(Path(p).parent) for p in change.paths if ours(p)}
+        following = next(b for b in boundaries if b > change.index)
+        window = calls[change.index + 1 : following]
+        for parent in sorted(parents):
+            if not any(is_fsync_of(c, parent) for c in window):
+                problems.append(f"{change.where()} is not followed by an fsync of {parent} before the next change")
+    for rename in (c for c in dir_changes if FAMILY_OF[c.name] == "rename"):
+        source = rename.paths[0]
+        writes = [c for c in calls[: rename.index] if c.paths[:1] == (source,) and FAMILY_OF[c.name] == "write"]
+        last_write = writes[-1].index if writes else -1
+        if not any(is_fsync_of(c, source) for c in calls[last_write + 1 : rename.index]):
+            problems.append(f"{rename.where()}: the file is not fsync'd before it is renamed into place")
+    return problems
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
+def test_reference_trace_keeps_the_durability_order(bench: Bench, scenario: Scenario) -> None:
+    prepared = prepare(bench, scenario.setup, scenario.command, f"order-{scenario.name}")
+    problems = durability_problems(prepared.calls, bench.state_dir, bench.sysctl_dir)
+    assert not problems, "\n".join(problems)
+    assert not temp_files(bench.state_dir, bench.sysctl_dir)
