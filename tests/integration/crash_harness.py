@@ -12,6 +12,7 @@ What the machine "is" (:class:`Machine`) is read by the test with its own hands:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -171,7 +172,8 @@ class Call:
 
 
 def fold_temp(path: str) -> str:
-    return re.sub(r"\.tcptune-[^/]*", ".tcptune-*", path)
+    """A path with what differs between two identical runs folded: temp names, pipe and socket inode numbers."""
+    return re.sub(r"(pipe|socket):\[\d+\]", r"\1", re.sub(r"\.tcptune-[^/]*", ".tcptune-*", path))
 
 
 def parse_trace(text: str) -> list[Call]:
@@ -278,6 +280,9 @@ class Machine:
     history: str
     temp_files: tuple[str, ...] = field(compare=False)
     pending: bool = field(compare=False)
+
+    def without_history(self) -> Machine:
+        return dataclasses.replace(self, history="")
 
     def differences(self, other: Machine) -> list[str]:
         out = []
@@ -409,14 +414,16 @@ class Bench:
         assert out.returncode == 0, f"history -> {out.returncode}: {out.stderr}"
         return json.loads(out.stdout)
 
-    def observe(self) -> Machine:
+    def observe(self, history: bool = True) -> Machine:
+        """The machine now; without ``history`` the (costly) history command is not run: compare such an
+        observation with ``Machine.without_history()``."""
         pending = (self.state_dir / "pending.json").exists()
         file_text = self.sysctl_file.read_text(errors="replace") if self.sysctl_file.exists() else None
         return Machine(
             live=tuple(sorted(self.live().items())),
             sysctl_file=file_text,
             state_files=_state_files(self.state_dir),
-            history=json.dumps(stable(self.history()), sort_keys=True),
+            history=json.dumps(stable(self.history()), sort_keys=True) if history else "",
             temp_files=tuple(temp_files(self.state_dir, self.sysctl_dir)),
             pending=pending,
         )
@@ -424,7 +431,8 @@ class Bench:
     # -- snapshots -------------------------------------------------------------------------------------------------
 
     def snapshot(self, name: str) -> Snapshot:
-        where = self.snapshots / name
+        self._runs += 1
+        where = self.snapshots / f"{self._runs}-{name}"
         where.mkdir()
         has_state = self.state_dir.exists()
         if has_state:
@@ -512,6 +520,16 @@ def kill_points(calls: list[Call], start: int) -> list[KillPoint]:
         if call.index >= start:
             points.append(KillPoint(call.name, seen[call.name], call))
     return points
+
+
+def is_foreign_read(call: Call, own: tuple[str, ...]) -> bool:
+    """A read-only open of a file outside ``own`` (tcptune's state dir, sysctl tree, /proc/sys): Python importing a
+    module or loading a library. Killing there is the same case as killing at the next call: nothing changed."""
+    return (
+        call.name in ("open", "openat", "openat2")
+        and not call.writes_file
+        and not any(p == o.rstrip("/") or p.startswith(o.rstrip("/") + "/") for p in call.paths for o in own)
+    )
 
 
 def commit_index(calls: list[Call], state_dir: Path) -> int | None:

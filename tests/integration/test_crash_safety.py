@@ -19,10 +19,13 @@ by an fsync of its directory; every file is fsync'd before it is renamed into pl
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,6 +41,7 @@ from tests.integration.crash_harness import (
     Snapshot,
     check_nothing_changes_before,
     commit_index,
+    is_foreign_read,
     iter_family_counts,
     kill_points,
     profile_values,
@@ -75,19 +79,33 @@ SCENARIOS = [
 ]
 
 
+WORKERS = max(1, int(os.environ.get("TCPTUNE_CRASH_WORKERS", "2")))
+"""Namespaces working through the cases side by side (one per core on CI's 2 cores)."""
+EVERY_CALL = os.environ.get("TCPTUNE_CRASH_EVERY_CALL") == "1"
+"""Also kill at the read-only opens of files outside tcptune's state, sysctl.d tree and /proc/sys (the lazy imports
+of Python modules after the transaction started): each is provably the same case as the next call in the list
+(nothing changed in between), so they are skipped unless this is set."""
+
+
 @pytest.fixture(scope="module")
-def bench() -> Iterator[Bench]:
+def benches() -> Iterator[list[Bench]]:
     before = {key: host_value(key) for key in GUARDED}
-    box = KernelSandbox()
+    boxes: list[KernelSandbox] = []
     try:
-        bench = Bench(box, KEYS)
-        (box.sysctl_dir / SITE_FILE[0]).write_text(SITE_FILE[1])
-        for name, text in PROFILES.items():
-            (box.dir / f"{name}.yaml").write_text(text)
-        bench.fresh = bench.snapshot("fresh")
-        yield bench
+        made = []
+        for _ in range(WORKERS):
+            box = KernelSandbox()
+            boxes.append(box)
+            bench = Bench(box, KEYS)
+            (box.sysctl_dir / SITE_FILE[0]).write_text(SITE_FILE[1])
+            for name, text in PROFILES.items():
+                (box.dir / f"{name}.yaml").write_text(text)
+            bench.fresh = bench.snapshot("fresh")
+            made.append(bench)
+        yield made
     finally:
-        box.close()
+        for box in boxes:
+            box.close()
         assert {key: host_value(key) for key in GUARDED} == before, "the machine's own sysctls changed"
 
 
@@ -97,12 +115,21 @@ def _args(bench: Bench, command: tuple[str, ...]) -> tuple[str, ...]:
 
 @dataclass
 class Prepared:
+    """One namespace's from-state, reference trace and to-state for one command."""
+
+    bench: Bench
+    args: tuple[str, ...]
     from_snap: Snapshot
     from_state: Machine
     to_state: Machine
     calls: list[Call]
     points: list[KillPoint]
+    skipped: int
     commit: int | None
+
+    def shape(self) -> list[str]:
+        """The kill points, independent of the namespace's directory names."""
+        return [f"{p.call} #{p.nth} {p.at.where()}".replace(str(self.bench.box.dir), "<dir>") for p in self.points]
 
 
 def prepare(bench: Bench, setup: tuple[tuple[str, ...], ...], command: tuple[str, ...], tag: str) -> Prepared:
@@ -121,14 +148,38 @@ def prepare(bench: Bench, setup: tuple[tuple[str, ...], ...], command: tuple[str
     to_state = bench.observe()
     assert not to_state.pending and not to_state.temp_files
     assert to_state != from_state, "the command changed nothing: no transaction to interrupt"
+    return Prepared(bench, args, from_snap, from_state, to_state, calls, *_points(bench, calls), None)
+
+
+def _points(bench: Bench, calls: list[Call]) -> tuple[list[KillPoint], int]:
     start = transaction_start(calls, bench.state_dir)
     check_nothing_changes_before(calls, start)
     points = kill_points(calls, start)
-    return Prepared(from_snap, from_state, to_state, calls, points, commit_index(calls, bench.state_dir))
+    if EVERY_CALL:
+        return points, 0
+    own = (str(bench.state_dir), str(bench.box.sysctl_root), "/proc/sys/")
+    kept = [p for p in points if not is_foreign_read(p.at, own)]
+    return kept, len(points) - len(kept)
+
+
+def prepare_all(
+    benches: list[Bench], setup: tuple[tuple[str, ...], ...], command: tuple[str, ...], tag: str
+) -> list[Prepared]:
+    prepared = [prepare(bench, setup, command, tag) for bench in benches]
+    for other in prepared[1:]:
+        assert other.shape() == prepared[0].shape(), "two namespaces made different calls: not deterministic"
+    for each in prepared:
+        each.commit = commit_index(each.calls, each.bench.state_dir)
+    return prepared
 
 
 def check_case(
-    bench: Bench, point: KillPoint, args: tuple[str, ...], expected: Machine, expected_name: str
+    bench: Bench,
+    point: KillPoint,
+    args: tuple[str, ...],
+    expected: Machine,
+    expected_name: str,
+    pending_seen: set[str],
 ) -> list[str]:
     """Kill ``args`` at ``point``, recover twice; the problems found (empty: the case passed)."""
     out, seen = bench.kill_at(point.call, point.nth, *args)
@@ -138,10 +189,16 @@ def check_case(
         got = seen[-1].where() if seen else "nothing"
         return [f"killed at {got} (call {len(seen)}), not at the reference's {point.at.where()}: not deterministic"]
     problems = []
-    if (bench.state_dir / "pending.json").exists():
-        warned = bench.run("history")
-        if "tcptune recover" not in warned.stderr:
-            problems.append(f"history does not warn about the pending transaction: {warned.stderr.strip()!r}")
+    pending = bench.state_dir / "pending.json"
+    if pending.exists():
+        # every command warns about a pending transaction; checked once per distinct pending record (the record
+        # is the same for every kill between its publication and its removal)
+        record = pending.read_text()
+        if record not in pending_seen:
+            pending_seen.add(record)
+            warned = bench.run("history")
+            if "tcptune recover" not in warned.stderr:
+                problems.append(f"history does not warn about the pending transaction: {warned.stderr.strip()!r}")
     first = bench.run("recover", "--yes")
     if first.returncode != 0:
         return [*problems, f"recover -> exit {first.returncode}: {(first.stdout + first.stderr).strip()}"]
@@ -155,37 +212,54 @@ def check_case(
     second = bench.run("recover", "--yes")
     if second.returncode != 0 or "nothing to recover" not in second.stdout + second.stderr:
         problems.append(f"second recover not a no-op: exit {second.returncode}: {(second.stdout + second.stderr)!r}")
-    elif bench.observe() != after:
+    elif bench.observe(history=False) != after.without_history():
         problems.append("second recover changed the machine")
     return problems
 
 
+Expect = Callable[[Prepared, KillPoint], tuple[Machine, str]]
+
+
 def run_cases(
-    bench: Bench,
-    snap: Snapshot,
-    points: list[KillPoint],
-    args: tuple[str, ...],
-    expect: Callable[[KillPoint], tuple[Machine, str]],
+    prepared: list[Prepared],
+    snaps: list[Snapshot],
+    args: list[tuple[str, ...]],
+    expect: Expect,
     label: str,
     case_log: Callable[[str], None],
 ) -> None:
+    """Every kill point of ``prepared[0].points``, spread over the namespaces (point i on namespace i % n); each
+    namespace is put back to its own snapshot before each case."""
     started = time.monotonic()
-    failures = []
-    for point in points:
-        bench.restore(snap)
-        expected, name = expect(point)
-        for problem in check_case(bench, point, args, expected, name):
-            failures.append(f"kill at {point.call} #{point.nth} ({point.at.where()}): {problem}")
-    families = ", ".join(f"{family} {count}" for family, count in iter_family_counts(points))
-    case_log(f"{label}: {len(points)} kill points ({families}) in {time.monotonic() - started:.0f} s")
-    assert not failures, f"{len(failures)} of {len(points)} cases failed:\n" + "\n".join(failures[:25])
+    count = len(prepared[0].points)
+
+    def work(worker: int) -> list[str]:
+        mine, snap = prepared[worker], snaps[worker]
+        pending_seen: set[str] = set()
+        failures = []
+        for index in range(worker, count, len(prepared)):
+            point = mine.points[index]
+            mine.bench.restore(snap)
+            expected, name = expect(mine, point)
+            for problem in check_case(mine.bench, point, args[worker], expected, name, pending_seen):
+                failures.append(f"kill at {point.call} #{point.nth} ({point.at.where()}): {problem}")
+        return failures
+
+    with ThreadPoolExecutor(len(prepared)) as pool:
+        failures = [f for found in pool.map(work, range(len(prepared))) for f in found]
+    families = ", ".join(f"{family} {n}" for family, n in iter_family_counts(prepared[0].points))
+    skipped = f"; {prepared[0].skipped} read-only opens of Python modules skipped" if prepared[0].skipped else ""
+    took = time.monotonic() - started
+    case_log(f"{label}: {count} kill points ({families}){skipped}; {took:.0f} s on {len(prepared)} namespaces")
+    assert not failures, f"{len(failures)} of {count} cases failed:\n" + "\n".join(failures[:25])
 
 
 # ---- the transactions -------------------------------------------------------------------------------------------
 
 
-def check_to_state(bench: Bench, scenario: Scenario, prepared: Prepared) -> None:
+def check_to_state(scenario: Scenario, prepared: Prepared) -> None:
     """The reference run did what the scenario says (so the cases interrupt a real transition)."""
+    bench = prepared.bench
     history = bench.history()
     current = _current(history)
     assert current is not None and int(current["generation"]) == scenario.to_generation, history
@@ -197,7 +271,7 @@ def check_to_state(bench: Bench, scenario: Scenario, prepared: Prepared) -> None
         assert live[key] == wanted.get(key, fresh[key]), (key, live[key], wanted.get(key, fresh[key]))
 
 
-def _current(history: object) -> dict[str, object] | None:
+def _current(history: object) -> dict[str, Any] | None:
     """The current generation in `history --format json` (a list, newest first, the current one marked)."""
     entries = history.get("generations", []) if isinstance(history, dict) else history
     assert isinstance(entries, list), history
@@ -205,71 +279,103 @@ def _current(history: object) -> dict[str, object] | None:
     return marked[0] if marked else None
 
 
+def _from_or_to(prepared: Prepared, point: KillPoint) -> tuple[Machine, str]:
+    """At or before the commit rename (killed on entry: it did not happen): the from-state; after it: the to-state."""
+    assert prepared.commit is not None
+    if point.at.index <= prepared.commit:
+        return prepared.from_state, "from"
+    return prepared.to_state, "to"
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_kill_9_at_every_call_then_recover(bench: Bench, scenario: Scenario, case_log: Callable[[str], None]) -> None:
-    prepared = prepare(bench, scenario.setup, scenario.command, scenario.name)
-    check_to_state(bench, scenario, prepared)
-    assert prepared.commit is not None, "no rename publishing generations/<N>.json in the reference trace"
-
-    def expect(point: KillPoint) -> tuple[Machine, str]:
-        assert prepared.commit is not None
-        if point.at.index <= prepared.commit:
-            return prepared.from_state, "from"
-        return prepared.to_state, "to"
-
-    run_cases(
-        bench, prepared.from_snap, prepared.points, _args(bench, scenario.command), expect, scenario.name, case_log
-    )
+def test_kill_9_at_every_call_then_recover(
+    benches: list[Bench], scenario: Scenario, case_log: Callable[[str], None]
+) -> None:
+    prepared = prepare_all(benches, scenario.setup, scenario.command, scenario.name)
+    for each in prepared:
+        check_to_state(scenario, each)
+        assert each.commit is not None, "no rename publishing generations/<N>.json in the reference trace"
+    snaps = [p.from_snap for p in prepared]
+    run_cases(prepared, snaps, [p.args for p in prepared], _from_or_to, scenario.name, case_log)
 
 
 # ---- recover, killed while it recovers ---------------------------------------------------------------------------
 
-INTERRUPTIONS = {
-    # killed on entry to the last write to /proc/sys: every other key already changed, the file not yet
-    "mid-writes": lambda call, state_dir, sysctl_dir: (
-        call.name in ("write", "pwrite64") and bool(call.paths) and call.paths[0].startswith("/proc/sys/net/")
-    ),
-    # killed on entry to the commit rename: the sysctl.d file already replaced, no new generation
-    "file-persisted": lambda call, state_dir, sysctl_dir: (
+
+def _is_proc_write(call: Call, state_dir: Path) -> bool:
+    return FAMILY_OF[call.name] == "write" and bool(call.paths) and call.paths[0].startswith("/proc/sys/net/")
+
+
+def _is_commit(call: Call, state_dir: Path) -> bool:
+    return (
         FAMILY_OF[call.name] == "rename"
         and len(call.paths) == 2
         and call.paths[1].startswith(f"{state_dir}/generations/")
-    ),
+    )
+
+
+def _is_pending_unlink(call: Call, state_dir: Path) -> bool:
+    return FAMILY_OF[call.name] == "unlink" and call.paths == (f"{state_dir}/pending.json",)
+
+
+INTERRUPTIONS: dict[str, tuple[Callable[[Call, Path], bool], str]] = {
+    # killed on entry to the last write to /proc/sys: every other key already changed, the file not yet
+    "mid-writes": (_is_proc_write, "from"),
+    # killed on entry to the commit rename: the sysctl.d file already replaced, no new generation
+    "file-persisted": (_is_commit, "from"),
     # killed on entry to the unlink of the pending record: the new generation is committed
-    "committed": lambda call, state_dir, sysctl_dir: (
-        FAMILY_OF[call.name] == "unlink" and call.paths == (f"{state_dir}/pending.json",)
-    ),
+    "committed": (_is_pending_unlink, "to"),
 }
+
+
+def interrupted_apply(prepared: Prepared, interruption: str) -> tuple[Snapshot, Machine]:
+    """Kill the traced command at the interruption's call; the machine left behind, and where recover must take it."""
+    bench = prepared.bench
+    matches, side = INTERRUPTIONS[interruption]
+    # the kill points skip nothing that matters here: these calls are writes, renames and unlinks
+    found = [p for p in prepared.points if matches(p.at, bench.state_dir)]
+    assert found, f"no call for {interruption} in the reference trace"
+    point = found[-1] if interruption == "mid-writes" else found[0]
+    bench.restore(prepared.from_snap)
+    out, _ = bench.kill_at(point.call, point.nth, *prepared.args)
+    assert out.returncode == -9
+    assert (bench.state_dir / "pending.json").exists(), "killed inside the transaction but no pending record"
+    if interruption == "mid-writes":
+        assert dict(bench.observe().live) != dict(prepared.from_state.live), "nothing written yet: pick a later call"
+    expected = prepared.to_state if side == "to" else prepared.from_state
+    return bench.snapshot(f"killed-{interruption}"), expected
 
 
 @pytest.mark.parametrize("interruption", list(INTERRUPTIONS))
 def test_kill_9_recover_at_every_call_then_recover_again(
-    bench: Bench, interruption: str, case_log: Callable[[str], None]
+    benches: list[Bench], interruption: str, case_log: Callable[[str], None]
 ) -> None:
-    prepared = prepare(bench, (APPLY_A,), APPLY_B, f"recover-{interruption}")
-    matching = [p for p in prepared.points if INTERRUPTIONS[interruption](p.at, bench.state_dir, bench.sysctl_dir)]
-    assert matching, f"no call for {interruption} in the reference trace of apply"
-    point = matching[-1] if interruption == "mid-writes" else matching[0]
-    bench.restore(prepared.from_snap)
-    out, _ = bench.kill_at(point.call, point.nth, *_args(bench, APPLY_B))
-    assert out.returncode == -9
-    assert (bench.state_dir / "pending.json").exists(), "killed inside the transaction but no pending record"
-    killed = bench.snapshot(f"killed-{interruption}")
-    if interruption == "mid-writes":
-        assert dict(bench.observe().live) != dict(prepared.from_state.live), "nothing written yet: pick a later call"
-    expected, name = (prepared.to_state, "to") if interruption == "committed" else (prepared.from_state, "from")
-
-    bench.must("recover", "--yes")  # warm-up (byte-code caches of recover's imports)
-    bench.restore(killed)
-    out, calls = bench.trace("recover", "--yes")
-    assert out.returncode == 0, out.stderr
-    recovered = bench.observe()
-    assert recovered == expected, recovered.differences(expected)
-    start = transaction_start(calls, bench.state_dir)
-    check_nothing_changes_before(calls, start)
-    points = kill_points(calls, start)
+    applies = prepare_all(benches, (APPLY_A,), APPLY_B, f"recover-{interruption}")
+    recovers, snaps, expected = [], [], {}
+    for each in applies:
+        bench = each.bench
+        killed, target = interrupted_apply(each, interruption)
+        bench.must("recover", "--yes")  # warm-up (byte-code caches of recover's imports)
+        bench.restore(killed)
+        out, calls = bench.trace("recover", "--yes")
+        assert out.returncode == 0, out.stderr
+        recovered = bench.observe()
+        assert recovered == target, recovered.differences(target)
+        points, skipped = _points(bench, calls)
+        recover = Prepared(bench, ("recover", "--yes"), killed, target, target, calls, points, skipped, None)
+        recovers.append(recover)
+        snaps.append(killed)
+        expected[id(recover)] = target
+    for other in recovers[1:]:
+        assert other.shape() == recovers[0].shape(), "two namespaces made different calls: not deterministic"
+    name = INTERRUPTIONS[interruption][1]
     run_cases(
-        bench, killed, points, ("recover", "--yes"), lambda p: (expected, name), f"recover ({interruption})", case_log
+        recovers,
+        snaps,
+        [r.args for r in recovers],
+        lambda prepared, point: (expected[id(prepared)], name),
+        f"recover ({interruption})",
+        case_log,
     )
 
 
@@ -327,7 +433,8 @@ def durability_problems(calls: list[Call], state_dir: Path, sysctl_dir: Path) ->
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.name)
-def test_reference_trace_keeps_the_durability_order(bench: Bench, scenario: Scenario) -> None:
+def test_reference_trace_keeps_the_durability_order(benches: list[Bench], scenario: Scenario) -> None:
+    bench = benches[0]
     prepared = prepare(bench, scenario.setup, scenario.command, f"order-{scenario.name}")
     problems = durability_problems(prepared.calls, bench.state_dir, bench.sysctl_dir)
     assert not problems, "\n".join(problems)
