@@ -11,11 +11,11 @@ import os
 import tempfile
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .advise import Finding, Thresholds, advise, profile_name_for, profile_text, suggested_values
 from .errors import ProfileError, TcptuneError
-from .journal import StateDir
+from .failures import CoreError
 from .output import cannot_write, write_file
 from .profile import find_profile, is_path_ref, load_profile
 from .sockets import DEFAULT_PROC_NET, Evidence, take_evidence
@@ -84,13 +84,16 @@ def recommend(
 
 
 def last_applied_base(state_dir: str) -> str:
-    """The profile last applied here (a file that still exists, or a built-in name), else 'base'."""
+    """The profile of the current generation here (a file that still exists, or a built-in name), else 'base'."""
+    from .desired import state_dir as open_state
+
     try:
-        record = StateDir(state_dir).read_last_applied() or {}
-    except TcptuneError:
+        generation = open_state(state_dir).current()
+    except CoreError:
         return "base"
-    profile: dict[str, Any] = record.get("profile") or {}
-    source, name = profile.get("source"), profile.get("name")
+    if generation is None or generation.profile is None:
+        return "base"
+    source, name = generation.profile.source, generation.profile.name
     if isinstance(source, str) and os.path.isfile(source):
         return os.path.abspath(source)
     if isinstance(name, str) and find_profile(name) is not None:

@@ -1,7 +1,7 @@
 """Where tcptune reads, writes and keeps state: the real machine by default, temporary trees in tests.
 
 The one place an injectable root is checked (``Target.proc``), and the one home of the default paths, so that the
-CLI, the engine and the evidence readers agree on them.
+CLI, the engine and the evidence readers agree on them. Standard library only: shipped to hosts with the engine.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .errors import LiveStateError, UsageError
+from .failures import BadTarget
 from .live import ProcSys
 from .persist import DEFAULT_FILE_NAME
 
@@ -42,12 +42,12 @@ class Target(NamedTuple):
 
     @property
     def proc(self) -> ProcSys:
-        """The tree to read and write; UsageError for an empty --proc-root, LiveStateError for a missing one."""
+        """The tree to read and write; BadTarget for an empty or missing --proc-root."""
         if not self.proc_root:
-            raise UsageError("--proc-root must not be empty (the default is /proc/sys)")
+            raise BadTarget("--proc-root must not be empty (the default is /proc/sys)")
         if not os.path.isdir(self.proc_root):
             what = "not a directory" if os.path.exists(self.proc_root) else "no such directory"
-            raise LiveStateError(f"--proc-root {self.proc_root}: {what}")
+            raise BadTarget(f"--proc-root {self.proc_root}: {what}")
         return ProcSys(self.proc_root)
 
     @property

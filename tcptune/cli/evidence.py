@@ -63,8 +63,8 @@ def status(
     Counts the sockets of the current network namespace (a container sees its own) through sock_diag netlink,
     falling back to /proc/net/tcp where netlink is unavailable.
     """
-    if watch is not None and not watch > 0:
-        raise typer.BadParameter("must be a positive number of seconds", param_hint="--watch")
+    if watch is not None and not 0 < watch <= 86400:  # sleep() overflows on inf and 1e308
+        raise typer.BadParameter("must be a positive number of seconds, at most 86400", param_hint="--watch")
     previous = None
     frames = 0
     try:
@@ -157,8 +157,8 @@ def recommend(
     from ..advise import Thresholds
     from ..recommend import recommend as take_recommendation
 
-    if sample is not None and not sample > 0:
-        raise typer.BadParameter("must be a positive number of seconds", param_hint="--sample")
+    if sample is not None and not 0 < sample <= 86400:  # sleep() overflows on inf and 1e308
+        raise typer.BadParameter("must be a positive number of seconds, at most 86400", param_hint="--sample")
     warn_interrupted(state_dir)
     found = take_recommendation(
         thresholds=Thresholds(min_sockets=min_sockets),

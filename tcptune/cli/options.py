@@ -12,8 +12,8 @@ from typing import Annotated
 import typer
 
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 64, 70
-"""0 success, 1 error, 2 drift found (diff), 64 bad command line, 70 internal error (a bug). 3 (an apply failed
-and not everything could be restored) is ApplyFailed's own exit code."""
+"""0 success, 1 error, 2 drift found (diff), 64 bad command line, 70 internal error (a bug). 3 (a transaction failed
+and not everything could be restored) is failures.RestoreIncomplete's own exit code."""
 
 
 class Format(str, Enum):
@@ -57,7 +57,7 @@ StateDirOpt = Annotated[
         "--state-dir",
         envvar="TCPTUNE_STATE_DIR",
         show_default=True,
-        help="Where journals, the lock and the last applied profile live (created 0700).",
+        help="Where the generations, the pending transaction and the lock live (created 0700).",
     ),
 ]
 SysctlDirOpt = Annotated[

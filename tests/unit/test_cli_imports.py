@@ -27,7 +27,10 @@ LIGHT_COMMANDS = [
     pytest.param(["status", *TREES, "--format", "prometheus"], id="status-prometheus"),
     pytest.param(["history"], id="history"),
     pytest.param(["history", "--format", "json"], id="history-json"),
+    pytest.param(["history", "--baseline"], id="history-baseline"),
     pytest.param(["rollback", "--yes"], id="rollback"),
+    pytest.param(["recover", "--yes"], id="recover"),
+    pytest.param(["reset", "--yes"], id="reset"),
 ]
 
 PROBE = """\

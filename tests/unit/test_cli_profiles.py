@@ -147,6 +147,8 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
         "apply",
         "history",
         "rollback",
+        "reset",
+        "recover",
         "role",
         "push",
         "status",

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tcptune.cli import run
-from tcptune.journal import StateDir
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sockets"
 TREES = ["--source", "proc", "--proc-net", str(FIXTURES), "--proc-root", str(FIXTURES / "proc_sys")]
@@ -289,8 +288,9 @@ def test_status_rejects_an_empty_or_missing_proc_root(root: str, says: str, caps
 
 
 def _interrupt_an_apply(state_dir: Path) -> None:
-    journal = StateDir(str(state_dir)).begin("apply", profile={"name": "tt5-web"}, proc_root="/nonexistent")
-    journal.update(pid=2**22 + 11)
+    from tests.unit.state_files import write_pending
+
+    write_pending(state_dir)
 
 
 def test_recommend_warns_about_an_interrupted_apply_in_its_own_state_dir(
@@ -299,7 +299,7 @@ def test_recommend_warns_about_an_interrupted_apply_in_its_own_state_dir(
     _interrupt_an_apply(tmp_path / "elsewhere")  # $TCPTUNE_STATE_DIR (tmp_path/state) has nothing pending
     assert run(["recommend", *TREES, "--state-dir", str(tmp_path / "elsewhere")]) == 0
     err = capsys.readouterr().err
-    assert "of profile tt5-web" in err and "was interrupted" in err
+    assert "an interrupted apply (generation 0 -> 1" in err and "tcptune recover" in err
 
 
 def test_recommend_ignores_the_environments_state_dir_when_given_its_own(
@@ -307,6 +307,6 @@ def test_recommend_ignores_the_environments_state_dir_when_given_its_own(
 ) -> None:
     _interrupt_an_apply(tmp_path / "state")  # $TCPTUNE_STATE_DIR
     assert run(["recommend", *TREES, "--state-dir", str(tmp_path / "clean")]) == 0
-    assert "was interrupted" not in capsys.readouterr().err
+    assert "interrupted" not in capsys.readouterr().err
     assert run(["status", *TREES]) == 0  # no --state-dir: the environment's is the one to check
-    assert "was interrupted" in capsys.readouterr().err
+    assert "an interrupted apply" in capsys.readouterr().err

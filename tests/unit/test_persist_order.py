@@ -118,9 +118,9 @@ def test_atomic_write_replaces_with_mode_0644_and_leaves_no_temp_file(tmp_path: 
 def test_restore_file_rewrites_or_removes(tmp_path: Path) -> None:
     target = tmp_path / "90-tcptune.conf"
     persist.restore_file(str(target), "before\n")
-    assert persist.read_text(str(target)) == "before\n"
+    assert persist.read_own_file(str(target)) == "before\n"
     persist.restore_file(str(target), None)
-    assert persist.read_text(str(target)) is None
+    assert persist.read_own_file(str(target)) is None
     persist.restore_file(str(target), None)  # already gone: fine
 
 

@@ -6,18 +6,10 @@ import json
 
 import pytest
 
+from tcptune.drift import BOOT_DIFFERS, BOOT_NOT_PERSISTED, BOOT_OK, Drift, boot_states
 from tcptune.live import LiveValue
 from tcptune.persist import BootValue, SysctlEntry
-from tcptune.plan import (
-    BOOT_DIFFERS,
-    BOOT_NOT_PERSISTED,
-    BOOT_OK,
-    Change,
-    Drift,
-    boot_states,
-    order_changes,
-    plan,
-)
+from tcptune.plan import Change, order_changes, plan, split_blocked
 
 UNPRIV, RANGE = "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_port_range"
 
@@ -100,6 +92,45 @@ def test_raising_the_unprivileged_start_writes_it_last() -> None:
 def test_other_changes_are_in_key_order() -> None:
     changes = [Change("b", "1", "2"), Change("a", "1", "2")]
     assert [c.key for c in order_changes(changes)] == ["a", "b"]
+
+
+# ---- keys leaving management: revert to their baseline ----------------------------------------------------------
+
+
+def test_a_key_leaving_management_is_reverted_to_its_baseline_in_the_write_order() -> None:
+    live = {"a.b": ok("a.b", "1"), "a.c": ok("a.c", "15")}
+    result = plan({"a.b": "2"}, live, revert={"a.c": "60"})
+    assert result.changes == (Change("a.b", "1", "2"), Change("a.c", "15", "60"))
+    (revert,) = result.reverts
+    assert (revert.key, revert.status, revert.desired, revert.note) == ("a.c", "revert", "60", None)
+    assert not result.up_to_date
+
+
+@pytest.mark.parametrize(
+    ("baseline", "live", "says"),
+    [
+        (None, ok("a.c", "15"), "no value from before tcptune was recorded: left as it is"),
+        ("60", ok("a.c", "60"), "already at its value from before tcptune"),
+        ("60", ok("a.c", "15", writable=False), "not writable here now: left as it is"),
+        ("60", LiveValue("a.c", None, "missing", False), "cannot be read here now: left as it is"),
+    ],
+)
+def test_a_revert_that_needs_no_write_or_cannot_be_made_is_a_note_never_a_refusal(
+    baseline: str | None, live: LiveValue, says: str
+) -> None:
+    result = plan({}, {"a.c": live}, revert={"a.c": baseline})
+    assert result.changes == ()
+    (state,) = result.keys
+    assert state.status == "revert" and state.note == says
+    runnable, skipped, refuse = split_blocked(result, skip_missing=False, skip_readonly=False)
+    assert (runnable, skipped, refuse) == (result, [], [])
+
+
+def test_split_blocked_refuses_unless_skipped() -> None:
+    live = {"a.m": LiveValue("a.m", None, "missing", False), "a.r": ok("a.r", "1", writable=False)}
+    result = plan({"a.m": "1", "a.r": "2"}, live)
+    _, skipped, refuse = split_blocked(result, skip_missing=True, skip_readonly=False)
+    assert [k.key for k in skipped] == ["a.m"] and [k.key for k in refuse] == ["a.r"]
 
 
 def entry(key: str, value: str, file: str, line: int = 1) -> SysctlEntry:

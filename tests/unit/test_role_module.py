@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 import tcptune.live
 import tcptune.persist
 import tcptune.values
-from tcptune import apply as core
 from tcptune import plan as cli_plan
 from tcptune import target as target_module
 from tcptune.ansible.render import MODULE_SOURCE
-from tcptune.errors import TcptuneError
+from tcptune.desired import known_key
+from tcptune.engine import Engine
+from tcptune.failures import CoreError, Undone
+from tcptune.target import Target
 
 
 def _load_module() -> ModuleType:
@@ -570,19 +572,24 @@ def run_module(root: Path, sysctl_dir: Path, world: World, fault: str, key: str 
 
 
 def run_cli(root: Path, sysctl_dir: Path, state: Path, world: World, fault: str, key: str | None) -> dict:
+    """The engine the CLI runs: apply as one transaction."""
     log: list[tuple[str, str]] = []
-    desired = core.Desired("diff", "fp", {k: d for k, (d, _kind, _text) in world.items()})
-    target = core.Target(str(root), str(state), str(sysctl_dir), str(sysctl_dir.parent))
+    desired = cli_plan.Desired("diff", "fp", {k: d for k, (d, _kind, _text) in world.items()})
+    target = Target(str(root), str(state), str(sysctl_dir), str(sysctl_dir.parent))
+    engine = Engine(target, known_key)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(target_module, "ProcSys", lambda r: FaultyKernel(r, fault.removeprefix("file + "), key, log))
         if fault.startswith("file"):
-            patch.setattr(core.persist, "atomic_write", failing_write(target.own_file, core.persist.atomic_write))
+            patch.setattr(tcptune.persist, "atomic_write", failing_write(target.own_file, tcptune.persist.atomic_write))
         try:
-            result = core.apply(desired, target, core.make_plan(desired, target))
-        except TcptuneError as exc:
+            engine.execute(engine.plan_apply(desired))
+        except Undone as exc:
+            # "key: the kernel keeps X, expected Y; every change was undone": a value the kernel did not keep
+            kept = str(exc).split(": the kernel keeps ", 1)
+            return {"exit": exc.exit_code, "writes": log, "not_kept": [kept[0]] if len(kept) == 2 else []}
+        except CoreError as exc:
             return {"exit": exc.exit_code, "writes": log, "not_kept": []}
-    not_kept = sorted(k for k, _live, _expected in result.mismatches)
-    return {"exit": 1 if not_kept else 0, "writes": log, "not_kept": not_kept}
+    return {"exit": 0, "writes": log, "not_kept": []}
 
 
 def failing_write(path: str, real: Callable[[str, str, int], None]) -> Callable[..., None]:
@@ -605,11 +612,8 @@ def failing_write(path: str, real: Callable[[str, str, int], None]) -> Callable[
 )
 def test_the_module_writes_verifies_and_puts_back_as_apply_does(world: World, fault: str, which: int) -> None:
     """The same writes in the same order (restores included), the same live values and sysctl.d file after, the
-    same class of outcome (0 ok, 1 failed and put back, 3 something could not be put back).
-
-    One known difference, kept visible here until one engine serves both: a value the kernel does not keep
-    (clamped) is reported by both, but apply keeps the written values and the file (exit 1), while the module
-    puts every key back and writes no file.
+    same class of outcome (0 ok, 1 failed and put back, 3 something could not be put back), and the same clamp
+    policy: a value the kernel does not keep puts every key back and writes no file (exit 1).
     """
     note(f"seed {SEED} (set TCPTUNE_TEST_SEED to change it)")
     key = sorted(world)[which % len(world)] if fault != "none" else None
@@ -629,12 +633,8 @@ def test_the_module_writes_verifies_and_puts_back_as_apply_does(world: World, fa
             outcome["file"] = own.read_text() if own.exists() else None
     assert_statuses_are_true(module, before, world)
     assert module["not_kept"] == cli["not_kept"]
-    if cli["not_kept"]:  # the known difference: see the docstring
-        assert (module["exit"], cli["exit"]) == (1, 1)
-        assert module["file"] is None and cli["file"] is not None
-        assert cli["writes"] == module["writes"][: len(cli["writes"])]
-        assert module["live"] == before
-        return
+    if cli["not_kept"]:
+        assert module["live"] == before and module["file"] is None
     assert module["writes"] == cli["writes"]
     assert module["live"] == cli["live"]
     assert module["file"] == cli["file"]
