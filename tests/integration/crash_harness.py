@@ -78,7 +78,7 @@ name: crash-b
 settings:
   net.ipv4.tcp_fin_timeout: 23
   net.core.somaxconn: 2048
-  net.ipv4.ip_local_port_range: [20000, 50000]
+  net.ipv4.ip_local_port_range: [20000, 50001]
   net.ipv4.tcp_keepalive_intvl: 30
 """,
     "c": """\
@@ -86,7 +86,7 @@ name: crash-c
 settings:
   net.ipv4.tcp_fin_timeout: 31
   net.ipv4.tcp_keepalive_probes: 5
-  net.ipv4.tcp_rmem: [4096, 87380, 5000000]
+  net.ipv4.tcp_rmem: [4096, 87380, 4000000]
 """,
 }
 
@@ -520,16 +520,6 @@ def kill_points(calls: list[Call], start: int) -> list[KillPoint]:
         if call.index >= start:
             points.append(KillPoint(call.name, seen[call.name], call))
     return points
-
-
-def is_foreign_read(call: Call, own: tuple[str, ...]) -> bool:
-    """A read-only open of a file outside ``own`` (tcptune's state dir, sysctl tree, /proc/sys): Python importing a
-    module or loading a library. Killing there is the same case as killing at the next call: nothing changed."""
-    return (
-        call.name in ("open", "openat", "openat2")
-        and not call.writes_file
-        and not any(p == o.rstrip("/") or p.startswith(o.rstrip("/") + "/") for p in call.paths for o in own)
-    )
 
 
 def commit_index(calls: list[Call], state_dir: Path) -> int | None:

@@ -41,7 +41,6 @@ from tests.integration.crash_harness import (
     Snapshot,
     check_nothing_changes_before,
     commit_index,
-    is_foreign_read,
     iter_family_counts,
     kill_points,
     profile_values,
@@ -81,10 +80,6 @@ SCENARIOS = [
 
 WORKERS = max(1, int(os.environ.get("TCPTUNE_CRASH_WORKERS", "2")))
 """Namespaces working through the cases side by side (one per core on CI's 2 cores)."""
-EVERY_CALL = os.environ.get("TCPTUNE_CRASH_EVERY_CALL") == "1"
-"""Also kill at the read-only opens of files outside tcptune's state, sysctl.d tree and /proc/sys (the lazy imports
-of Python modules after the transaction started): each is provably the same case as the next call in the list
-(nothing changed in between), so they are skipped unless this is set."""
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +119,6 @@ class Prepared:
     to_state: Machine
     calls: list[Call]
     points: list[KillPoint]
-    skipped: int
     commit: int | None
 
     def shape(self) -> list[str]:
@@ -148,18 +142,13 @@ def prepare(bench: Bench, setup: tuple[tuple[str, ...], ...], command: tuple[str
     to_state = bench.observe()
     assert not to_state.pending and not to_state.temp_files
     assert to_state != from_state, "the command changed nothing: no transaction to interrupt"
-    return Prepared(bench, args, from_snap, from_state, to_state, calls, *_points(bench, calls), None)
+    return Prepared(bench, args, from_snap, from_state, to_state, calls, _points(bench, calls), None)
 
 
-def _points(bench: Bench, calls: list[Call]) -> tuple[list[KillPoint], int]:
+def _points(bench: Bench, calls: list[Call]) -> list[KillPoint]:
     start = transaction_start(calls, bench.state_dir)
     check_nothing_changes_before(calls, start)
-    points = kill_points(calls, start)
-    if EVERY_CALL:
-        return points, 0
-    own = (str(bench.state_dir), str(bench.box.sysctl_root), "/proc/sys/")
-    kept = [p for p in points if not is_foreign_read(p.at, own)]
-    return kept, len(points) - len(kept)
+    return kill_points(calls, start)
 
 
 def prepare_all(
@@ -248,9 +237,8 @@ def run_cases(
     with ThreadPoolExecutor(len(prepared)) as pool:
         failures = [f for found in pool.map(work, range(len(prepared))) for f in found]
     families = ", ".join(f"{family} {n}" for family, n in iter_family_counts(prepared[0].points))
-    skipped = f"; {prepared[0].skipped} read-only opens of Python modules skipped" if prepared[0].skipped else ""
     took = time.monotonic() - started
-    case_log(f"{label}: {count} kill points ({families}){skipped}; {took:.0f} s on {len(prepared)} namespaces")
+    case_log(f"{label}: {count} kill points ({families}); {took:.0f} s on {len(prepared)} namespaces")
     assert not failures, f"{len(failures)} of {count} cases failed:\n" + "\n".join(failures[:25])
 
 
@@ -332,7 +320,6 @@ def interrupted_apply(prepared: Prepared, interruption: str) -> tuple[Snapshot, 
     """Kill the traced command at the interruption's call; the machine left behind, and where recover must take it."""
     bench = prepared.bench
     matches, side = INTERRUPTIONS[interruption]
-    # the kill points skip nothing that matters here: these calls are writes, renames and unlinks
     found = [p for p in prepared.points if matches(p.at, bench.state_dir)]
     assert found, f"no call for {interruption} in the reference trace"
     point = found[-1] if interruption == "mid-writes" else found[0]
@@ -361,8 +348,7 @@ def test_kill_9_recover_at_every_call_then_recover_again(
         assert out.returncode == 0, out.stderr
         recovered = bench.observe()
         assert recovered == target, recovered.differences(target)
-        points, skipped = _points(bench, calls)
-        recover = Prepared(bench, ("recover", "--yes"), killed, target, target, calls, points, skipped, None)
+        recover = Prepared(bench, ("recover", "--yes"), killed, target, target, calls, _points(bench, calls), None)
         recovers.append(recover)
         snaps.append(killed)
         expected[id(recover)] = target

@@ -220,8 +220,7 @@ def test_lock_file_deleted_while_an_apply_runs_lets_nobody_else_in(bench: Bench)
         assert first.process.poll() is None, "the apply ended before the others tried: make its writes slower"
         assert racer.returncode == 1, f"{racer.label}: exit {racer.returncode}\n{racer.stdout}{racer.stderr}"
         assert REFUSED in racer.stderr and "running" in racer.stderr, racer.stderr
-        assert len(racer.stderr.strip().splitlines()) == 1, racer.stderr
-        assert f"pid {first.process.pid}" in racer.stderr or "pid" not in racer.stderr, racer.stderr
+        assert racer.stderr.count("tcptune: error:") == 1 and "Traceback" not in racer.stderr, racer.stderr
     first.finish()
     assert first.returncode == 0, first.stderr
     committed = check_one_at_a_time(bench, [first, *others])
@@ -246,13 +245,16 @@ def test_five_at_once_with_the_lock_file_deleted_run_one_at_a_time(bench: Bench)
         ("reset", ("reset", "--yes")),
     ]
     refused = 0
-    for round_number in range(3):
+    most_committed = 0
+    # burst rounds: all five start within 50 ms (one wins, the others meet it running); spread rounds: starts up to
+    # 0.7 s apart, so some run after others finished and several transactions follow each other in one round
+    for round_number, spread in enumerate((0.05, 0.05, 0.7, 0.7)):
         rng.shuffle(commands)
         with LockDeleter(bench.state_dir) as deleter:
             racers = []
             for label, command in commands:
                 racers.append(start(bench, f"{round_number}-{label}", *command))
-                time.sleep(rng.uniform(0, 0.05))
+                time.sleep(rng.uniform(0, spread))
             for racer in racers:
                 racer.finish()
         for racer in racers:
@@ -263,5 +265,9 @@ def test_five_at_once_with_the_lock_file_deleted_run_one_at_a_time(bench: Bench)
         assert committed, f"round {round_number}: nobody committed: {[(r.label, r.stderr) for r in racers]}"
         check_at_last_generation(bench, committed_total, len(committed))
         committed_total += len(committed)
-        print(f"round {round_number}: committed {[r.label for r in committed]}, lock file deleted {deleter.deleted}x")
+        most_committed = max(most_committed, len(committed))
+        outcome = {r.label: r.returncode for r in racers}
+        done = [r.label for r in committed]
+        print(f"round {round_number}: exits {outcome}, committed {done}, lock file deleted {deleter.deleted}x")
+    print(f"{refused} refusals; at most {most_committed} transactions one after the other in a round")
     assert refused, "no process ever met a running transaction: the race did not happen"
