@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -157,10 +158,10 @@ class LockDeleter:
         self._thread.join()
 
 
-def generations(bench: Bench) -> list[dict[str, object]]:
+def generations(bench: Bench) -> list[dict[str, Any]]:
     directory = bench.state_dir / "generations"
     docs = [json.loads(p.read_text()) for p in directory.iterdir() if p.name.endswith(".json")]
-    return sorted(docs, key=lambda d: int(d["generation"]))  # type: ignore[call-overload]
+    return sorted(docs, key=lambda d: int(d["generation"]))
 
 
 def check_one_at_a_time(bench: Bench, racers: list[Racer]) -> list[Racer]:
@@ -183,16 +184,16 @@ def check_one_at_a_time(bench: Bench, racers: list[Racer]) -> list[Racer]:
 def check_at_last_generation(bench: Bench, committed_before: int, committed_now: int) -> None:
     """One consistent sequence of generations, and the machine exactly at the last one."""
     docs = generations(bench)
-    numbers = [int(d["generation"]) for d in docs]  # type: ignore[call-overload]
+    numbers = [int(d["generation"]) for d in docs]
     assert numbers == list(range(1, len(numbers) + 1)), numbers
     for doc in docs:
-        assert int(doc["from"]) == int(doc["generation"]) - 1, doc  # type: ignore[call-overload]
+        assert int(doc["from"]) == int(doc["generation"]) - 1, doc
     assert len(docs) == committed_before + committed_now, (len(docs), committed_before, committed_now)
     assert not (bench.state_dir / "pending.json").exists()
     assert not temp_files(bench.state_dir, bench.sysctl_dir)
     current = docs[-1] if docs else None
     live = bench.live()
-    values: dict[str, str] = current["values"] if current else {}  # type: ignore[assignment]
+    values: dict[str, str] = current["values"] if current else {}
     for key in KEYS:
         want = " ".join(values[key].split()) if key in values else bench.fresh.live[key]
         assert live[key] == want, f"{key}: live {live[key]!r}, generation {numbers[-1:]} wants {want!r}"
@@ -214,7 +215,12 @@ def test_lock_file_deleted_while_an_apply_runs_lets_nobody_else_in(bench: Bench)
         start(bench, "reset", "reset", "--yes"),
         start(bench, "apply-c", "apply", "--yes", "{c}"),
         start(bench, "rollback-to-1", "rollback", "--to", "1", "--yes"),
+        # the running apply's pending record is not an interrupted one: recover must not act on it
+        start(bench, "recover", "recover", "--yes"),
     ]
+    looking = bench.run("history")
+    assert looking.returncode == 0, looking.stderr
+    assert "tcptune recover" not in looking.stderr, f"a running apply called interrupted: {looking.stderr}"
     for racer in others:
         racer.finish()
         assert first.process.poll() is None, "the apply ended before the others tried: make its writes slower"
