@@ -432,8 +432,12 @@ class Engine:
         live = self.target.proc.read_many(sorted(keys))
         new_keys = keys - (set(current.values) if current else set())
         boot = dict(self.boot_reader(sorted(new_keys))) if new_keys else {}
-        needs_file = not (recipe.kind == APPLY and not recipe.options.persist)
-        file_text = self._read_own_file() if needs_file or (current and current.file) else None
+        # the file is read (and a FIFO or link there refused) only when this transition may touch it
+        if recipe.kind == APPLY:
+            needs_file = recipe.options.persist
+        else:
+            needs_file = bool((current and current.file) or (target and target.file))
+        file_text = self._read_own_file() if needs_file else None
         return Facts(current_number, current, target, live, file_text, boot, self.target.own_file)
 
     def _read_own_file(self) -> str | None:
@@ -475,19 +479,25 @@ class Engine:
             generation = current.generation._replace(
                 created=now_text(), by=made_by(), counters=dict(counters) if counters is not None else None
             )
+            writes = [c._replace(old=" ".join(c.old.split())) for c in current.writes]  # the kernel prints tabs
             record = Pending(
-                current.from_, current.to, current.kind, generation.created, os.getpid(),
-                current.writes, current.file, generation,
-            )  # fmt: skip
+                current.from_,
+                current.to,
+                current.kind,
+                generation.created,
+                os.getpid(),
+                tuple(writes),
+                current.file,
+                generation,
+            )
             try:
                 self.state.write_pending(record)
             except StateError as exc:
                 raise Refused(f"{exc}; nothing was changed") from None
-            return self._run(current, generation)
+            return self._run(current, writes, generation)
 
-    def _run(self, current: Transition, generation: Generation) -> Result:
+    def _run(self, current: Transition, writes: list[Change], generation: Generation) -> Result:
         proc = self.target.proc
-        writes = list(current.writes)
         triples = [(c.key, c.new, c.old) for c in writes]
         outcome = write_all(proc, triples, self.before_write, same=same)
         if not outcome.ok:

@@ -15,7 +15,6 @@ from ..state import Generation, StateDir
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS, Target
 from .interrupted import warn_interrupted
 from .options import (
-    EXIT_OK,
     Format,
     FormatOpt,
     ProcRootOpt,
@@ -24,7 +23,7 @@ from .options import (
     SysctlRootOpt,
     YesOpt,
 )
-from .transaction import confirm, execute, generation_words, result_dict, sayer, show_recovery, shown
+from .transaction import confirm, execute, generation_words, report, sayer, show_recovery, shown
 
 _PAST = {"written": "wrote", "removed": "removed"}
 
@@ -202,15 +201,15 @@ def rollback(
             f"to {generation_words(planned.target, planned.recipe.to or 0)}"
         )
     result = execute(engine, planned, yes, fmt, say)
-    if result is None:
-        raise typer.Exit(EXIT_OK)
-    if fmt is Format.json:
-        emit_json(result_dict(result))
-    else:
-        emit(
-            f"rolled back to the state of generation {planned.recipe.to}: {len(result.written)} key(s) written"
-            + (f"; {_PAST[result.file_action]} {target.own_file}" if result.file_action else "")
-            + f"; now at generation {result.generation}"
+    if result is not None:
+        report(
+            result,
+            fmt,
+            lambda r: (
+                f"rolled back to the state of generation {planned.recipe.to}: {len(r.written)} key(s) written"
+                + (f"; {_PAST[r.file_action]} {target.own_file}" if r.file_action else "")
+                + f"; now at generation {r.generation}"
+            ),
         )
 
 
@@ -233,15 +232,15 @@ def reset(
     if fmt is Format.text:
         emit(f"reset from {generation_words(engine.state.current(), planned.from_)}: back to the baseline")
     result = execute(engine, planned, yes, fmt, say)
-    if result is None:
-        raise typer.Exit(EXIT_OK)
-    if fmt is Format.json:
-        emit_json(result_dict(result))
-    else:
-        emit(
-            f"reset: {len(result.written)} key(s) written back to their baseline"
-            + (f"; {_PAST[result.file_action]} {target.own_file}" if result.file_action else "")
-            + f"; nothing is managed now (generation {result.generation})"
+    if result is not None:
+        report(
+            result,
+            fmt,
+            lambda r: (
+                f"reset: {len(r.written)} key(s) written back to their baseline"
+                + (f"; {_PAST[r.file_action]} {target.own_file}" if r.file_action else "")
+                + f"; nothing is managed now (generation {r.generation})"
+            ),
         )
 
 

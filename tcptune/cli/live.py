@@ -31,7 +31,7 @@ from .options import (
     SysctlRootOpt,
     YesOpt,
 )
-from .transaction import execute, result_dict, sayer, shown
+from .transaction import execute, report, sayer, shown
 
 
 def diff(
@@ -169,16 +169,15 @@ def apply(
         raise typer.Exit(EXIT_OK)
     if result.file_action == "written":
         _warn_overridden(desired, target, say)
-    if fmt is Format.json:
-        emit_json(result_dict(result))
-    elif result.generation is None:
-        emit("up to date: nothing to do")
-    else:
-        emit(
-            f"applied {len(result.written)} change(s)"
-            + (f"; wrote {target.own_file}" if result.file_action == "written" else "")
-            + f"; now at generation {result.generation}"
-        )
+    report(
+        result,
+        fmt,
+        lambda r: (
+            f"applied {len(r.written)} change(s)"
+            + (f"; wrote {target.own_file}" if r.file_action == "written" else "")
+            + f"; now at generation {r.generation}"
+        ),
+    )
     raise typer.Exit(EXIT_OK)
 
 

@@ -9,7 +9,7 @@ import typer
 from .. import catalog
 from ..errors import Diagnostic, Location, ProfileError, TcptuneError
 from ..explain import describe_key, key_as_dict
-from ..load import load_valid
+from ..load import load_valid, read_profile
 from ..output import emit, emit_diagnostics, emit_json, table
 from ..persist import render_sysctl_conf
 from ..profile import builtin_names, load_profile
@@ -53,7 +53,7 @@ def validate(
 def _diagnostics(ref: str, *, container: bool) -> tuple[str, list[Diagnostic]]:
     """The profile's name (``ref`` if it cannot be loaded) and everything validation found."""
     try:
-        verdict = check(load_profile(ref), container=container)
+        verdict = check(read_profile(ref), container=container)
     except ProfileError as exc:
         return ref, exc.diagnostics
     except TcptuneError as exc:

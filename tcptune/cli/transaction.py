@@ -122,13 +122,15 @@ def transition_dict(t: Transition, *, dry_run: bool) -> dict[str, Any]:
 
 
 def execute(engine: Engine, t: Transition, yes: bool, fmt: Format, say: Say, *, dry_run: bool = False) -> Result | None:
-    """Show ``t``; stop there for a dry run or when it is up to date; else confirm and execute. None: not executed."""
+    """Show ``t``; stop there for a dry run; else confirm (if it changes the machine) and execute. None: dry run.
+
+    Up to date is decided again under the lock (the engine re-plans there): a transaction running meanwhile makes
+    this one wait for nobody and fail clearly, never report "up to date" about a state about to change.
+    """
     show_transition(t, fmt, say, dry_run=dry_run)
-    if t.noop or dry_run:
+    if dry_run:
         if fmt is Format.json:
-            emit_json(dict(transition_dict(t, dry_run=dry_run), applied=False, generation=None, written=[]))
-        elif t.noop:
-            emit("up to date: nothing to do")
+            emit_json(dict(transition_dict(t, dry_run=True), applied=False, generation=None, written=[]))
         else:
             emit("dry run: nothing was changed")
         return None
@@ -143,11 +145,19 @@ def execute(engine: Engine, t: Transition, yes: bool, fmt: Format, say: Say, *, 
 def result_dict(result: Result) -> dict[str, Any]:
     return dict(
         transition_dict(result.transition, dry_run=False),
-        applied=True,
+        applied=result.generation is not None,
         generation=result.generation,
         written=list(result.written),
         file_action=result.file_action,
     )
+
+
+def report(result: Result, fmt: Format, done: Callable[[Result], str]) -> None:
+    """The outcome: the JSON document, "up to date" when nothing needed doing, or ``done(result)``."""
+    if fmt is Format.json:
+        emit_json(result_dict(result))
+    else:
+        emit("up to date: nothing to do" if result.generation is None else done(result))
 
 
 def show_recovery(recovery: Recovery, fmt: Format, state_dir: str) -> None:

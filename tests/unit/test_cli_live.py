@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -277,3 +278,25 @@ def test_apply_exits_1_and_names_the_key_when_the_kernel_clamps_a_value(
     )
     assert env.live("net/core/somaxconn") == "4096" and env.live("net/ipv4/tcp_fin_timeout") == "60"
     assert not env.own.exists() and not (env.state / "generations" / "1.json").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "not utf-8"])
+def test_an_own_file_that_must_not_be_replaced_is_refused_in_one_line(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    victim = tmp_path / "victim.conf"
+    victim.write_text("keep\n")
+    if kind == "symlink":
+        env.own.symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(env.own)
+    else:
+        env.own.write_bytes(b"# \xff\n")
+    for argv in (["apply", "--yes", str(env.profile)], ["apply", "--dry-run", str(env.profile)]):
+        assert run(argv) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if "warning" not in line]
+        assert len(err) == 1 and err[0].startswith(f"tcptune: error: {env.own}: it is "), err
+        assert err[0].endswith("nothing was changed (move it away)")
+    assert env.live("net/ipv4/tcp_fin_timeout") == "60" and victim.read_text() == "keep\n"
+    assert run(["diff", str(env.profile)]) == 2  # reading it for the boot view never blocks either

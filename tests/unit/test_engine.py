@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -523,6 +524,18 @@ def test_a_kill_between_writes_is_recovered_to_the_from_generation_exactly(targe
     assert engine(target).recover().action == "nothing"
 
 
+def test_a_kill_after_writing_a_key_the_kernel_prints_with_tabs_is_recoverable(target: Target) -> None:
+    """The kernel prints ``32768\t60999``; the pending record holds it as one line, and recover writes it back."""
+    ports = profile("ports", net__ipv4__ip_local_port_range="20000 60999", net__ipv4__tcp_fin_timeout="15")
+    with pytest.raises(Killed):
+        apply(target, ports, before_write=killer(2))
+    pending = read_json(Path(target.state_dir, "pending.json"))
+    assert pending["writes"][0] == {"key": "net.ipv4.ip_local_port_range", "old": "32768 60999", "new": "20000 60999"}
+    assert live(target, "net.ipv4.ip_local_port_range") == "20000 60999"
+    assert engine(target).recover().action == "restored"
+    assert live(target, "net.ipv4.ip_local_port_range") == "32768 60999" and not pending_exists(target)
+
+
 def test_recover_after_the_commit_only_removes_the_record(target: Target) -> None:
     apply(target, WEB)
     write_pending(Path(target.state_dir), from_=0, writes=[{"key": FIN, "old": "60", "new": "15"}])
@@ -632,3 +645,25 @@ def test_the_hook_runs_before_each_write_in_order(target: Target) -> None:
     seen: list[str] = []
     apply(target, WEB, before_write=seen.append)
     assert seen == [SOMAXCONN, FIN, TW]
+
+
+# ---- shippable: the Ansible module runs this same code on hosts --------------------------------------------------
+
+SHIPPED = ("engine", "state", "plan", "target", "failures", "live", "values", "persist")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_the_engine_and_what_it_imports_are_standard_library_only(name: str) -> None:
+    """Relative imports among the shipped modules only, and nothing outside the standard library."""
+    import ast
+
+    source = Path(__file__).resolve().parents[2] / "tcptune" / f"{name}.py"
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            modules = [node.module] if node.module else [alias.name for alias in node.names]  # "from . import x"
+            assert node.level == 1 and set(modules) <= set(SHIPPED), (name, ast.dump(node))
+        elif isinstance(node, ast.ImportFrom):
+            assert (node.module or "").split(".")[0] in sys.stdlib_module_names, (name, node.module)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                assert alias.name.split(".")[0] in sys.stdlib_module_names, (name, alias.name)

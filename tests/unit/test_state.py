@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import stat
@@ -133,23 +134,25 @@ def test_while_holding_the_lock_a_pending_record_is_interrupted(tmp_path: Path) 
 def test_a_directory_replaced_between_open_and_lock_is_locked_again(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The state directory renamed away and recreated while the lock is being taken: the lock that is kept is on
+    the directory the path names afterwards, not on the one moved away."""
     state = state_at(tmp_path / "state")
     state.ensure()
-    real_stat = os.stat
-    calls = []
+    real_flock = fcntl.flock
+    replaced: list[bool] = []
 
-    def stat_once_replaced(path: object, *args: object, **kw: object) -> os.stat_result:
-        result = real_stat(path, *args, **kw)  # type: ignore[arg-type]
-        if path == state.path:
-            calls.append(path)
-            if len(calls) == 2:  # the check right after the first flock: another inode
-                return os.stat_result((result.st_mode, result.st_ino + 1, *tuple(result)[2:]))
-        return result
+    def flock_after_a_replacement(fd: int, operation: int) -> None:
+        if not replaced and operation & fcntl.LOCK_EX:
+            os.rename(state.path, tmp_path / "moved-away")
+            private_dir(tmp_path / "state")
+            replaced.append(True)
+        real_flock(fd, operation)
 
-    monkeypatch.setattr(os, "stat", stat_once_replaced)
+    monkeypatch.setattr(fcntl, "flock", flock_after_a_replacement)
     with state.lock():
-        pass
-    assert len(calls) >= 3  # checked again after re-opening
+        monkeypatch.setattr(fcntl, "flock", real_flock)
+        assert replaced and state.is_busy()
+        assert not state_at(tmp_path / "moved-away").is_busy()
 
 
 def test_the_lock_file_is_never_followed(tmp_path: Path) -> None:
