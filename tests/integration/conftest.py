@@ -3,6 +3,7 @@ show how many kill points were really exercised (pytest captures a test's own ou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import pytest
@@ -16,6 +17,10 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         terminalreporter.section("fault-injection cases")
         for line in lines:
             terminalreporter.write_line(line)
+        total = sum(int(m[1]) for line in lines if (m := re.search(r"(\d+) kill points", line)))
+        terminalreporter.write_line(
+            f"total: {total} kill points (each: kill -9 there, recover, check, recover again, check)"
+        )
 
 
 @pytest.fixture

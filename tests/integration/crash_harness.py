@@ -29,6 +29,13 @@ from tests.integration.kernel_sandbox import KernelSandbox, die_with_parent
 STRACE = shutil.which("strace") or "/usr/bin/strace"
 """strace (Debian package ``strace``) is needed by these suites; CI must install it."""
 
+
+def require_strace() -> None:
+    """Fail (never skip: a suite that silently does not run proves nothing) when strace is missing."""
+    if not os.access(STRACE, os.X_OK):
+        raise RuntimeError(f"{STRACE} not found: the fault-injection suites need strace (apt-get install strace)")
+
+
 SYSCTL_FILE = "90-tcptune.conf"
 TEMP_PREFIX = ".tcptune-"
 
@@ -330,6 +337,7 @@ class Bench:
     snapshot it and put it back exactly (files and live values) between cases."""
 
     def __init__(self, box: KernelSandbox, keys: Iterable[str]) -> None:
+        require_strace()
         self.box = box
         self.keys = tuple(sorted(keys))
         self.proc = ProcReader(box)

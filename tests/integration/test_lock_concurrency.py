@@ -1,11 +1,13 @@
-"""Five real tcptune processes at once (applies, rollbacks, resets), the `lock` file deleted under them: at most one
-transaction runs at a time.
+"""Several real tcptune processes at once (applies, rollbacks, resets, recover), the `lock` file deleted under them:
+at most one transaction runs at a time.
 
 Each process runs under its own strace inside the namespace: every write to a /proc/sys key is slowed
 (`-e inject=write:delay_enter=...`, restricted with `-P` to the keys' paths, so nothing else is slowed and the
 product has no test hook), and each change the transaction makes is logged with its time (`-ttt`): the writes to
 /proc/sys, the renames onto pending.json, tcptune's sysctl.d file and generations/<N>.json, and the unlink of
-pending.json. The proof, from outside the product:
+pending.json. The first test also freezes a running apply inside its transaction (SIGSTOP to the process, from
+outside) while the others start, so the race happens however loaded the machine is. The proof, from outside the
+product:
 - the spans [first change, last change] of the processes are pairwise disjoint (no interleaved live values);
 - every process either succeeds or exits 1 having changed nothing, and the refusals say another tcptune is running;
 - the generations form one sequence (N made from N-1, one per successful transaction), and the machine is exactly at
@@ -18,6 +20,7 @@ import itertools
 import json
 import os
 import random
+import signal
 import subprocess
 import threading
 import time
@@ -87,6 +90,12 @@ class Racer:
     def finish(self, timeout: float = 120) -> None:
         self.stdout, self.stderr = self.process.communicate(timeout=timeout)
         self.returncode = self.process.returncode
+
+    def tracee(self) -> int:
+        """The tcptune process (strace's child; nsenter exec'd strace, so ``process`` is strace)."""
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        assert len(children) == 1, children
+        return int(children[0])
 
     def changes(self, bench: Bench) -> list[tuple[float, str]]:
         """(time, what) of every change this process made, from its trace."""
@@ -209,24 +218,31 @@ def test_lock_file_deleted_while_an_apply_runs_lets_nobody_else_in(bench: Bench)
     bench.must(*_args(bench, "apply", "--yes", "{a}"))
     first = start(bench, "apply-b", "apply", "--yes", "{b}")
     bench.box.wait_for(lambda: (bench.state_dir / "pending.json").exists(), timeout=30)
-    (bench.state_dir / "lock").unlink()  # the lock file is informational: deleting it must change nothing
-    others = [
-        start(bench, "rollback", "rollback", "--yes"),
-        start(bench, "reset", "reset", "--yes"),
-        start(bench, "apply-c", "apply", "--yes", "{c}"),
-        start(bench, "rollback-to-1", "rollback", "--to", "1", "--yes"),
-        # the running apply's pending record is not an interrupted one: recover must not act on it
-        start(bench, "recover", "recover", "--yes"),
-    ]
-    looking = bench.run("history")
-    assert looking.returncode == 0, looking.stderr
-    assert "tcptune recover" not in looking.stderr, f"a running apply called interrupted: {looking.stderr}"
-    for racer in others:
-        racer.finish()
-        assert first.process.poll() is None, "the apply ended before the others tried: make its writes slower"
-        assert racer.returncode == 1, f"{racer.label}: exit {racer.returncode}\n{racer.stdout}{racer.stderr}"
-        assert REFUSED in racer.stderr and "running" in racer.stderr, racer.stderr
-        assert racer.stderr.count("tcptune: error:") == 1 and "Traceback" not in racer.stderr, racer.stderr
+    # freeze the apply inside its transaction (lock held, pending record written, a first write under way), so
+    # that however slowly the others start on a loaded machine, they all meet it running
+    frozen = first.tracee()
+    os.kill(frozen, signal.SIGSTOP)
+    try:
+        (bench.state_dir / "lock").unlink()  # the lock file is informational: deleting it must change nothing
+        others = [
+            start(bench, "rollback", "rollback", "--yes"),
+            start(bench, "reset", "reset", "--yes"),
+            start(bench, "apply-c", "apply", "--yes", "{c}"),
+            start(bench, "rollback-to-1", "rollback", "--to", "1", "--yes"),
+            # the running apply's pending record is not an interrupted one: recover must not act on it
+            start(bench, "recover", "recover", "--yes"),
+        ]
+        looking = bench.run("history")
+        assert looking.returncode == 0, looking.stderr
+        assert "tcptune recover" not in looking.stderr, f"a running apply called interrupted: {looking.stderr}"
+        for racer in others:
+            racer.finish()
+            assert racer.returncode == 1, f"{racer.label}: exit {racer.returncode}\n{racer.stdout}{racer.stderr}"
+            assert REFUSED in racer.stderr and "running" in racer.stderr, racer.stderr
+            assert racer.stderr.count("tcptune: error:") == 1 and "Traceback" not in racer.stderr, racer.stderr
+        assert first.process.poll() is None
+    finally:
+        os.kill(frozen, signal.SIGCONT)
     first.finish()
     assert first.returncode == 0, first.stderr
     committed = check_one_at_a_time(bench, [first, *others])
