@@ -491,13 +491,13 @@ class KillPoint:
 
 
 def transaction_start(calls: list[Call], state_dir: Path) -> int:
-    """Index of the first call touching the state directory.
+    """Index of the first call touching the state directory: the kill points start there.
 
-    Everything before it is the interpreter starting and importing tcptune, the profile being read and the plan
-    being made; the brief's point (and DESIGN-9.md: the lock on the state directory comes first) is that nothing
-    is changed before. ``check_nothing_changes_before`` proves that for each run instead of trusting it, so
-    killing there could only show "nothing happened" -- hundreds of import-time openat cases that would cost
-    minutes and prove nothing more.
+    The calls before it are the interpreter starting, Python importing tcptune and its libraries (several hundred
+    openat calls), the profile being read and the plan being made from live values. Nothing is changed there: tcptune
+    locks the state directory before its first change (DESIGN-9.md), and ``check_nothing_changes_before`` proves
+    it for every traced run rather than trusting it. A kill there can only show "nothing happened", so those
+    hundreds of cases would cost minutes and prove nothing more.
     """
     prefix = str(state_dir)
     for call in calls:

@@ -1,10 +1,12 @@
 """kill -9 the real tcptune at every file-system call of a transaction, then `tcptune recover`: the machine must be
 EXACTLY at the from- or the to-generation.
 
-For each scenario (apply over nothing, apply switching profiles, rollback, rollback --to, reset) the command is first
-run to the end under strace to list its calls (the reference trace); the machine before it is the from-state and
-after it the to-state. Then, for every call the transaction makes (each family: openat, write, fsync, rename,
-unlink, mkdir, chmod, truncate, link, flock; N = 1..k of each call name), the machine is put back to the from-state,
+For each scenario (apply over nothing, apply switching profiles, rollback, rollback --to, reset removing the file,
+reset putting back a file older than tcptune) the command is first run to the end under strace to list its calls
+(the reference trace); the machine before it is the from-state and after it the to-state. Then, for every call the
+transaction makes (each family: openat, write, fsync, rename, unlink, mkdir, chmod, truncate, link, flock; N = 1..k
+of each call name, from the first call touching the state directory on: the calls before it are Python starting and
+importing, proven change-free, see ``transaction_start``), the machine is put back to the from-state,
 tcptune is killed on entry to that call (`strace -e inject=<call>:signal=KILL:when=N`), and `tcptune recover` runs.
 The result must equal the from-state when the kill came at or before the commit (the rename that publishes the new
 generation, DESIGN-9.md) and the to-state after it: live values read by the test from the namespace's /proc/sys,
@@ -19,6 +21,7 @@ by an fsync of its directory; every file is fsync'd before it is renamed into pl
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -126,6 +129,11 @@ class Prepared:
     calls: list[Call]
     points: list[KillPoint]
     commit: int | None
+
+    @property
+    def skipped(self) -> int:
+        """Calls before the transaction started (not kill points: nothing changes there)."""
+        return self.points[0].at.index if self.points else len(self.calls)
 
     def shape(self) -> list[str]:
         """The kill points, independent of the namespace's directory names."""
@@ -252,7 +260,10 @@ def run_cases(
         failures = [f for found in pool.map(work, range(len(prepared))) for f in found]
     families = ", ".join(f"{family} {n}" for family, n in iter_family_counts(prepared[0].points))
     took = time.monotonic() - started
-    case_log(f"{label}: {count} kill points ({families}); {took:.0f} s on {len(prepared)} namespaces")
+    case_log(
+        f"{label}: {count} kill points ({families}), after {prepared[0].skipped} change-free start-up calls; "
+        f"{took:.0f} s on {len(prepared)} namespaces"
+    )
     assert not failures, f"{len(failures)} of {count} cases failed:\n" + "\n".join(failures[:25])
 
 
@@ -262,6 +273,8 @@ def run_cases(
 def check_to_state(scenario: Scenario, prepared: Prepared) -> None:
     """The reference run did what the scenario says (so the cases interrupt a real transition)."""
     bench = prepared.bench
+    before = _current(json.loads(prepared.from_state.history))
+    assert (int(before["generation"]) if before else 0) == scenario.from_generation, prepared.from_state.history
     history = bench.history()
     current = _current(history)
     assert current is not None and int(current["generation"]) == scenario.to_generation, history
