@@ -52,7 +52,7 @@ from tests.integration.crash_harness import (
 )
 from tests.integration.kernel_sandbox import KernelSandbox, host_value
 
-pytestmark = [pytest.mark.slow, pytest.mark.netns]
+pytestmark = [pytest.mark.slow, pytest.mark.netns, pytest.mark.timeout(1800)]
 
 GUARDED = (*KEYS, "kernel.pid_max", "net.core.rmem_max")
 
