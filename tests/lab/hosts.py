@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tcptune.sockets import parse_counter_table
-from tests.integration.kernel_sandbox import KernelSandbox, _die_with_parent
+from tests.integration.kernel_sandbox import KernelSandbox, die_with_parent
 
 WORKLOADS = str(Path(__file__).resolve().parent / "workloads.py")
 EMPTY_PROFILE = "name: lab-empty\ndescription: Nothing set, recommendations extend this in the lab\nsettings: {}\n"
@@ -114,7 +114,7 @@ class Host:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         workload = Workload(process, ready)
         self.workloads.append(workload)
@@ -191,7 +191,7 @@ class DelayLine:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
