@@ -346,10 +346,6 @@ _STATE_STYLE = {
 _SEVERITY_STYLE = {"critical": "error", "warning": "warning", "info": "ok"}
 
 
-def _status_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
-    return plain_table(headers, rows, indent="  ", align_numbers=True)
-
-
 def _bar(value: int, largest: int, width: int = 40) -> str:
     if not value or not largest or width <= 0:
         return ""
