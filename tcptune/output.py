@@ -587,7 +587,7 @@ def _fit_frame(
         note = wrap_words(f"not shown: {', '.join(left_out)} (--format json shows all)", width, indent="  ")
         if len(note) <= reserve or reserve >= height:
             frame = frame[: max(0, height - len(note))]
-            return [*frame, *(paint(line, "dim") for line in note)]
+            return [*frame, *(paint(line, "dim") for line in note)][: max(1, height)]  # a tiny terminal: cut
         reserve = len(note)
 
 

@@ -106,3 +106,8 @@ def test_status_counter_meanings_wrap_at_words(capsys: pytest.CaptureFixture[str
     shown = set(words(lines))
     for name in data["counters"]:
         assert set(COUNTER_HELP.get(name, "").split()) <= shown, name
+
+
+@pytest.mark.parametrize(("width", "height"), [(30, 3), (20, 1), (80, 5)])
+def test_a_tiny_terminal_gets_at_most_its_height(width: int, height: int, capsys: pytest.CaptureFixture[str]) -> None:
+    assert len(status_text(status(capsys), width=width, height=height).splitlines()) <= height
