@@ -211,15 +211,20 @@ def _loc(file: str, mark: _Position | None) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def builtin_dirs() -> list[Path]:
-    """Where profile names are looked up: $TCPTUNE_PROFILE_PATH entries, then the built-in library."""
-    dirs = [Path(p) for p in os.environ.get("TCPTUNE_PROFILE_PATH", "").split(os.pathsep) if p]
+def library_dir() -> Path | None:
+    """The built-in library: in the installed package, or ``profiles/`` of a source checkout."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "_data" / "profiles", here.parent / "profiles"):
         if candidate.is_dir():
-            dirs.append(candidate)
-            break
-    return dirs
+            return candidate
+    return None
+
+
+def builtin_dirs() -> list[Path]:
+    """Where profile names are looked up: $TCPTUNE_PROFILE_PATH entries, then the built-in library."""
+    dirs = [Path(p) for p in os.environ.get("TCPTUNE_PROFILE_PATH", "").split(os.pathsep) if p]
+    library = library_dir()
+    return [*dirs, library] if library is not None else dirs
 
 
 def builtin_names() -> list[str]:

@@ -26,10 +26,12 @@ from ..errors import ProfileError
 from ..failures import CoreError
 from ..output import emit, emit_diagnostics
 from ..target import DEFAULT_STATE_DIR
+from .examples import epilog
 from .interrupted import warn_interrupted
 from .options import EXIT_ERROR, EXIT_INTERNAL, EXIT_OK, EXIT_USAGE
 
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("init", "init"),
     "validate": ("profiles", "validate"),
     "show": ("profiles", "show"),
     "explain": ("profiles", "explain"),
@@ -47,6 +49,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "status": ("evidence", "status"),
     "recommend": ("evidence", "recommend"),
     "release": ("release", "release_sockets"),
+    "completion": ("complete", "completion"),
 }
 """Command -> (module of its family in this package, function), in the order ``--help`` lists them."""
 
@@ -59,20 +62,28 @@ def command_function(name: str) -> Callable[..., Any]:
 
 
 def build_app(args: Sequence[str]) -> typer.Typer:
-    """The app for this argument list: the invoked command only, or every command if ``args[0]`` names none."""
+    """The app for this argument list: the invoked command only, or every command if ``args[0]`` names none.
+
+    A shell asking for completions runs tcptune without arguments (the words typed are in the environment), so it
+    gets every command too, and with them typer's --install-completion and --show-completion: adding those also
+    installs the answer formats typer's completion scripts expect. Only the root needs them; a command does not
+    pay for their shell-detection import.
+    """
+    invoked = args[0] if args else ""
+    single = invoked in COMMANDS
     app = typer.Typer(
         name="tcptune",
         help="Declarative Linux TCP tuning: validate profiles, diff and apply them with rollback, push them to fleets.",
+        epilog=epilog(""),
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=not single,
         pretty_exceptions_enable=False,
         rich_markup_mode=None,
         context_settings={"help_option_names": ["-h", "--help"]},
     )
     app.callback()(_root)
-    invoked = args[0] if args else ""
-    for name in [invoked] if invoked in COMMANDS else COMMANDS:
-        app.command(name)(command_function(name))
+    for name in [invoked] if single else COMMANDS:
+        app.command(name, epilog=epilog(name))(command_function(name))
     return app
 
 

@@ -5,13 +5,14 @@ renderers only; recommend's judging and profile writing load when it runs.
 """
 
 import json
+import os
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..output import emit, emit_json, findings_text, is_terminal, prometheus_text, status_text, write_file
+from ..output import emit, emit_json, findings_text, prometheus_text, status_text, terminal_size, write_file
 from ..sockets import DEFAULT_PROC_NET, source_label, status_dict, take_evidence
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS
 from .interrupted import warn_interrupted
@@ -91,18 +92,30 @@ def _show_status(
         text += "\n"
     elif fmt is StatusFormat.prometheus:
         text = prometheus_text(data)
-    else:
+    elif output:
         text = status_text(data)
+    else:
+        text = _status_on_screen(data, watch)
     if output:
         write_file(output, text)
         return
-    if watch and fmt is StatusFormat.text:
-        if is_terminal():
-            text = "\x1b[H\x1b[2J" + f"every {watch:g} s; Ctrl-C to stop\n" + text
-        else:
-            text += "\n"
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _status_on_screen(data: dict[str, Any], watch: float | None) -> str:
+    """The text view for stdout: wrapped to a terminal's width; under --watch, one frame redrawn in place that fits
+    the terminal's height (its first line says how to stop, its last stays free for the cursor)."""
+    size = terminal_size()
+    if size is None:
+        return status_text(data) + ("\n" if watch else "")
+    columns, lines = size
+    if not watch:
+        return status_text(data, width=columns)
+    heading = f"every {watch:g} s; Ctrl-C to stop"
+    if os.environ.get("TERM") == "dumb":  # cannot redraw in place: frames follow each other
+        return heading + "\n" + status_text(data, width=columns) + "\n"
+    return "\x1b[H\x1b[2J" + heading + "\n" + status_text(data, width=columns, height=max(1, lines - 2))
 
 
 def recommend(

@@ -9,11 +9,15 @@ from ..ansible.fleet import FleetResult, run_spec
 from ..ansible.render import RoleSpec, generic_spec, render_role, spec_from_verdict
 from ..load import load_valid
 from ..output import emit, emit_diagnostics, emit_json, table, with_progress
+from .complete import complete_profile
 from .options import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, ForksOpt, Format, FormatOpt, LimitOpt, ProfileArg
 
 
 def role(
-    profile: Annotated[str | None, typer.Argument(help="Profile file or built-in name (omit with --generic).")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Argument(autocompletion=complete_profile, help="Profile file or built-in name (omit with --generic)."),
+    ] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Directory to write the role into.")] = "roles",
     generic: Annotated[
         bool,
@@ -88,6 +92,7 @@ def fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: in
             result.drift_rows(),
             status_column=4,
             title=f"profile {result.profile} across {len(result.hosts)} hosts",
+            keep=(0, 1),
         )
         emit(
             f"{len(result.drifted)} of {len(result.hosts)} hosts drifted"

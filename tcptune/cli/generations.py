@@ -13,6 +13,7 @@ from ..failures import StateError
 from ..output import emit, emit_json, one_line, table
 from ..state import Generation, StateDir
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS, Target
+from .complete import complete_generation
 from .interrupted import warn_interrupted
 from .options import (
     Format,
@@ -91,7 +92,7 @@ def history(
                 note,
             )
         )
-    table(["gen", "kind", "profile", "fingerprint", "keys", "created (UTC)", "note"], rows)
+    table(["gen", "kind", "profile", "fingerprint", "keys", "created (UTC)", "note"], rows, keep=(0, 3, 5))
 
 
 def _pending_summary(state: StateDir) -> dict[str, Any] | None:
@@ -169,7 +170,11 @@ def rollback(
     to: Annotated[
         int | None,
         typer.Option(
-            "--to", min=0, metavar="N", help="Generation to return to (0: nothing managed). Default: the one before."
+            "--to",
+            min=0,
+            metavar="N",
+            autocompletion=complete_generation,
+            help="Generation to return to (0: nothing managed). Default: the one before.",
         ),
     ] = None,
     yes: YesOpt = False,

@@ -12,9 +12,10 @@ from ..desired import engine as make_engine
 from ..desired import from_verdict, kernel_defaults
 from ..drift import BOOT_NOT_PERSISTED, Drift, drift, overridden
 from ..engine import Options, require_root
-from ..output import emit, emit_diagnostics, emit_json, paint, table
+from ..output import emit, emit_diagnostics, emit_json, emit_wrapped, paint, table
 from ..plan import STATUS_TEXT, Desired
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS, Target
+from .complete import complete_profile
 from .interrupted import warn_interrupted
 from .options import (
     EXIT_DRIFT,
@@ -37,7 +38,10 @@ from .transaction import execute, report, sayer, shown
 def diff(
     profile: Annotated[
         str | None,
-        typer.Argument(help="Profile file or built-in name. Default: what the current generation manages."),
+        typer.Argument(
+            autocompletion=complete_profile,
+            help="Profile file or built-in name. Default: what the current generation manages.",
+        ),
     ] = None,
     fmt: FormatOpt = Format.text,
     live_only: Annotated[
@@ -70,7 +74,7 @@ def diff(
     if fmt is Format.json:
         emit_json(result.as_dict())
     else:
-        emit(f"profile {desired.name} (fingerprint {desired.fingerprint}) against {proc_root}")
+        emit_wrapped(f"profile {desired.name} (fingerprint {desired.fingerprint}) against {proc_root}")
         _show_drift(result)
     raise typer.Exit(EXIT_DRIFT if result.drift else EXIT_OK)
 
@@ -83,14 +87,17 @@ def _show_drift(result: Drift) -> None:
     )
     for state in result.plan.keys:
         if state.note and state.status != "ok":
-            emit(f"  {state.key}: {state.note}")
+            emit_wrapped(f"  {state.key}: {state.note}", indent="    ")
     boot_problems = [b for b in result.boot if b.status not in ("ok", "kernel default") or b.overridden]
     if result.check_boot and boot_problems:
-        emit("after a reboot (sysctl.d files in the order systemd-sysctl and 'sysctl --system' read them):")
+        emit_wrapped("after a reboot (sysctl.d files in the order systemd-sysctl and 'sysctl --system' read them):")
         unpersisted = [b.key for b in boot_problems if b.status == BOOT_NOT_PERSISTED]
         if unpersisted:
             every = " (all keys)" if len(unpersisted) == len(result.boot) else ""
-            emit(f"  {paint('not persisted', 'drift')}{every}, the kernel default returns: " + ", ".join(unpersisted))
+            emit_wrapped(
+                f"  {paint('not persisted', 'drift')}{every}, the kernel default returns: " + ", ".join(unpersisted),
+                indent="    ",
+            )
         for b in boot_problems:
             if b.status == BOOT_NOT_PERSISTED or b.source is None:
                 continue
@@ -100,7 +107,7 @@ def _show_drift(result: Drift) -> None:
                 line += ", " + paint("overriding", "drift") + " " + overridden
             elif b.status != "ok":
                 line += f" ({paint('differs', 'drift')} from {b.desired})"
-            emit(line)
+            emit_wrapped(line, indent="    ")
     counts = result.plan.counts()
     parts = [f"{counts[s]} {STATUS_TEXT[s]}" for s in STATUS_TEXT if counts[s]]
     summary = f"{len(result.plan.keys)} keys: " + ", ".join(parts)
@@ -160,7 +167,7 @@ def apply(
     planned = engine.plan_apply(desired, options)
     say = sayer(fmt)
     if fmt is Format.text:
-        emit(
+        emit_wrapped(
             f"profile {desired.name} (fingerprint {desired.fingerprint}) against {proc_root}"
             + (" (dry run)" if dry_run else "")
         )

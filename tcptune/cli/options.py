@@ -11,6 +11,8 @@ from typing import Annotated
 
 import typer
 
+from .complete import complete_profile
+
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 64, 70
 """0 success, 1 error, 2 drift found (diff), 64 bad command line, 70 internal error (a bug). 3 (a transaction failed
 and not everything could be restored) is failures.RestoreIncomplete's own exit code."""
@@ -35,7 +37,11 @@ class StatusFormat(str, Enum):
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 ProfileArg = Annotated[
-    str, typer.Argument(help="Profile file, or the name of a built-in profile (see 'tcptune profiles').")
+    str,
+    typer.Argument(
+        autocompletion=complete_profile,
+        help="Profile file, or the name of a built-in profile (see 'tcptune profiles').",
+    ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
 
@@ -73,8 +79,9 @@ SysctlRootOpt = Annotated[
     typer.Option(
         "--sysctl-root",
         envvar="TCPTUNE_SYSCTL_ROOT",
-        hidden=True,
-        help="Root of the tree whose sysctl.d directories predict boot-time values (tests, container images).",
+        show_default=True,
+        help="Root of the tree whose sysctl.d directories (and sysctl.conf) predict boot-time values: a container "
+        "image or a mounted system, say.",
     ),
 ]
 

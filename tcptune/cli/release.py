@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..output import emit, emit_json, plain_table
+from ..output import emit, emit_json, plain_table, terminal_columns
 from ..release import STATE_CHOICES, ReleaseReport, Selector, release
 from .options import EXIT_ERROR, EXIT_OK, Format, FormatOpt
 
@@ -109,7 +109,9 @@ def _show(report: ReleaseReport, top: int) -> None:
         )
         for c in matched[:top]
     ]
-    for line in plain_table(("state", "local", "remote", "process", "age", "action"), rows):
+    for line in plain_table(
+        ("state", "local", "remote", "process", "age", "action"), rows, width=terminal_columns(), keep=(0, 1, 2)
+    ):
         emit(line)
     if len(matched) > top:
         emit(f"... and {len(matched) - top} more (--top N shows more; --format json lists all)")

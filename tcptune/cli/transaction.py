@@ -12,7 +12,7 @@ import typer
 
 from ..engine import Engine, Recovery, Result, Transition
 from ..errors import ConfirmationNeeded, TcptuneError
-from ..output import emit, emit_json, one_line, table
+from ..output import emit, emit_json, one_line, table, terminal_columns, wrap_words
 from ..plan import REVERT
 from ..state import FileStep, Generation
 from .options import Format
@@ -25,7 +25,8 @@ def sayer(fmt: Format) -> Say:
     out = sys.stderr if fmt is Format.json else sys.stdout
 
     def say(text: str) -> None:
-        out.write(text + "\n")
+        for line in wrap_words(text, terminal_columns(out)):
+            out.write(line + "\n")
 
     return say
 
@@ -85,7 +86,7 @@ def show_transition(t: Transition, fmt: Format, say: Say, *, dry_run: bool = Fal
         summary += f", {len(t.skipped)} skipped"
     say(summary)
     if t.file is not None:
-        say(f"will {file_words(t.file)}")
+        say(f"{'would' if dry_run else 'will'} {file_words(t.file)}")
     if not t.noop:
         say(f"generation {t.from_} -> {t.to}" + (" (dry run: nothing is changed)" if dry_run else ""))
 

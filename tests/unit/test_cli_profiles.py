@@ -136,8 +136,10 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"]) == 0
-    listed = [line.split()[0] for line in capsys.readouterr().out.split("Commands:")[1].splitlines() if line.strip()]
+    commands = capsys.readouterr().out.split("Commands:")[1].split("Examples:")[0]
+    listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
     assert listed == [
+        "init",
         "validate",
         "show",
         "explain",
@@ -155,4 +157,5 @@ def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -
         "status",
         "recommend",
         "release",
+        "completion",
     ]
