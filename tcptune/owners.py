@@ -76,7 +76,7 @@ def compose(current: Generation | None, owner: str, desired: Desired) -> Desired
         (only,) = owners.values()
         name, fingerprint, source = only.profile.name, only.profile.fingerprint, only.profile.source
     else:
-        name = " + ".join(part.profile.name for _n, part in sorted(owners.items()))
+        name = " + ".join(owner_name or part.profile.name for owner_name, part in sorted(owners.items()))
         digest = hashlib.sha256()
         for owner_name, part in sorted(owners.items()):
             digest.update(f"{owner_name}={part.profile.fingerprint}\n".encode())
