@@ -81,6 +81,8 @@ class RoleSpec:
     generic: bool = False
     raw: tuple[str, ...] = ()
     """Keys of the profile's raw: mapping: accepted by the module, unchecked by the catalog."""
+    skip_missing: bool = False
+    skip_readonly: bool = False
     owner: str | None = None
     """The role's default owner name on a host (None: the role name); "" makes the role own the whole host's tcptune
     settings, as ``tcptune push`` and ``tcptune apply`` do (see ``tcptune.owners``)."""
@@ -491,8 +493,8 @@ def role_options(spec: RoleSpec) -> dict[str, Any]:
                 description=MODULE_OPTIONS["owner"]["description"]
                 + ["Default: the role's name. An empty string makes this role own the whole host."],
             ),
-            f"{p}_skip_missing": option("skip_missing", default=False),
-            f"{p}_skip_readonly": option("skip_readonly", default=False),
+            f"{p}_skip_missing": option("skip_missing", default=spec.skip_missing),
+            f"{p}_skip_readonly": option("skip_readonly", default=spec.skip_readonly),
             f"{p}_keep_unmanaged": option("keep_unmanaged", default=False),
             f"{p}_state_dir": option("state_dir", default=DEFAULT_STATE_DIR),
             f"{p}_verify": {
@@ -664,6 +666,8 @@ def _context(spec: RoleSpec, module: str = MODULE_NAME) -> dict[str, Any]:
         "module": module,
         "standalone": module == MODULE_NAME,
         "owner": spec.default_owner,
+        "skip_missing": spec.skip_missing,
+        "skip_readonly": spec.skip_readonly,
         "state_dir": DEFAULT_STATE_DIR,
         "platforms": PLATFORMS,
         "min_python": ".".join(map(str, MIN_HOST_PYTHON)),

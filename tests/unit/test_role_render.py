@@ -180,7 +180,8 @@ def test_fleet_playbook_names_the_play_with_data(tmp_path: Path) -> None:
     site.write_text(_playbook("tcptune_evil", EVIL + "\nevil: 1"))
     (play,) = load(site)
     assert isinstance(play["name"], Unsafe) and play["name"] == f"tcptune {EVIL}\nevil: 1"
-    assert set(play) == {"name", "hosts", "gather_facts", "roles"} and play["roles"] == [{"role": "tcptune_evil"}]
+    assert set(play) == {"name", "hosts", "gather_facts", "strategy", "roles"}
+    assert play["roles"] == [{"role": "tcptune_evil"}] and play["strategy"] == "free"  # progress per host
     assert "{{" not in _playbook("tcptune_evil", "web").replace("!unsafe", "")
 
 
