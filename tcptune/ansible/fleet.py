@@ -69,11 +69,17 @@ class HostResult:
         }
 
     @property
+    def why(self) -> str | None:
+        """The failure's reason: the module's, else those of the keys that stopped the host."""
+        reasons = sorted({str(info.get("reason") or "error") for info in self.failed_keys.values()})
+        return self.reason or (", ".join(reasons) if reasons else None)
+
+    @property
     def short(self) -> str:
         """This host's failure in one short line for a table: the reason and the keys, or the message cut short."""
         keys = sorted(self.failed_keys)
-        if self.reason and keys:
-            return f"{self.reason}: {_listed(keys, 2)}"
+        if self.why and keys:
+            return f"{self.why}: {_listed(keys, 2)}"
         return _cut(self.message, SHORT)
 
     def push_row(self, verbose: bool = False) -> tuple[object, ...]:
@@ -86,7 +92,7 @@ class HostResult:
             if self.file_changed and not keys:
                 detail = "sysctl.d file rewritten"
             return (self.host, self.status, len(keys), generation, detail or "up to date")
-        status = "failed" + (f" ({self.reason})" if self.reason else "") if self.status == "failed" else self.status
+        status = "failed" + (f" ({self.why})" if self.why else "") if self.status == "failed" else self.status
         return (self.host, status, "-", generation, self.message if verbose else self.short)
 
     def drift_rows(self) -> list[tuple[object, ...]]:
