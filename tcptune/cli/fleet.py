@@ -15,7 +15,7 @@ from ..ansible.fleet import (
     run_action,
     run_spec,
 )
-from ..ansible.render import RoleSpec, generic_spec, render_role, spec_from_verdict
+from ..ansible.render import RoleSpec, generic_spec, render_collection, render_role, spec_from_verdict
 from ..load import load_valid
 from ..output import emit, emit_diagnostics, emit_json, table, with_progress
 from .options import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, ForksOpt, Format, FormatOpt, LimitOpt, ProfileArg, YesOpt
@@ -34,8 +34,26 @@ def role(
     molecule: Annotated[
         bool, typer.Option("--molecule/--no-molecule", help="Include a Molecule scenario on namespace hosts.")
     ] = True,
+    collection: Annotated[
+        bool,
+        typer.Option(
+            "--collection",
+            help="Write the Ansible collection tcptune.tuning instead (module, core, generic role, and PROFILE's role "
+            "if given) under OUT/ansible_collections/tcptune/tuning; build it with 'ansible-galaxy collection build'.",
+        ),
+    ] = False,
 ) -> None:
-    """Write a self-contained Ansible role for a profile: roles/tcptune_<name>/ (ansible-core only, no collections)."""
+    """Write a self-contained Ansible role for a profile: roles/tcptune_<name>/ (ansible-core only, no collections).
+
+    Examples: tcptune role web-server --out roles; tcptune role --generic; tcptune role web-server --collection -o build
+    """
+    if collection:
+        specs = [_spec(profile)] if profile is not None else []
+        root = render_collection(out, specs)
+        emit(
+            f"wrote {root} (collection tcptune.tuning, roles: {', '.join(['tcptune', *(s.role_name for s in specs)])})"
+        )
+        return
     if profile is None and not generic:
         raise typer.BadParameter("give a PROFILE or --generic")
     if profile is not None and generic:

@@ -382,3 +382,37 @@ def test_top_level_molecule_scenarios_pass_ansible_lint_production() -> None:
         timeout=300,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+SHIPPED_COLLECTION = REPO / "collection" / "ansible_collections" / "tcptune" / "tuning"
+
+
+def test_shipped_collection_source_matches_a_fresh_render(tmp_path: Path) -> None:
+    """collection/ is generated: regenerate it with `tcptune role --collection --out collection`."""
+    fresh = render.render_collection(tmp_path)
+    fresh_files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file())
+    shipped = sorted(p.relative_to(SHIPPED_COLLECTION).as_posix() for p in SHIPPED_COLLECTION.rglob("*") if p.is_file())
+    assert shipped == fresh_files, "stale: run 'tcptune role --collection --out collection'"
+    _, mismatch, errors = filecmp.cmpfiles(fresh, SHIPPED_COLLECTION, fresh_files, shallow=False)
+    assert not mismatch and not errors, f"stale: {mismatch + errors}; run 'tcptune role --collection --out collection'"
+
+
+def test_collection_holds_the_module_its_core_under_the_collection_namespace_and_the_roles(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(PROFILE)
+    from tcptune.cli import run
+
+    assert run(["role", str(tmp_path / "p.yaml"), "--collection", "--out", str(tmp_path / "out")]) == 0
+    root = tmp_path / "out/ansible_collections/tcptune/tuning"
+    module = (root / "plugins/modules/sysctl_profile.py").read_text()
+    assert "from ansible_collections.tcptune.tuning.plugins.module_utils.core.engine import" in module
+    assert "module: sysctl_profile" in module
+    for name in render.SHIPPED_CORE:
+        assert (root / f"plugins/module_utils/core/{name}.py").read_bytes() == (
+            render.PACKAGE / f"{name}.py"
+        ).read_bytes()
+    for role in ("tcptune", "tcptune_web_server"):
+        tasks = (root / f"roles/{role}/tasks/main.yml").read_text()
+        assert "tcptune.tuning.sysctl_profile:" in tasks, role
+        assert not (root / f"roles/{role}/library").exists() and not (root / f"roles/{role}/module_utils").exists()
+    galaxy = yaml.safe_load((root / "galaxy.yml").read_text())
+    assert (galaxy["namespace"], galaxy["name"]) == ("tcptune", "tuning")

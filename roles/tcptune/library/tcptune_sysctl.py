@@ -18,7 +18,7 @@ description:
   - If any step fails, every change on this host is put back and the module fails naming the key and the reason. Check mode plans only and reports the per-key drift.
 version_added: 0.1.0
 author:
-  - tcptune contributors
+  - tcptune contributors (@tcptune)
 requirements:
   - Python 3.8 or later on the host
 options:
@@ -196,6 +196,7 @@ attributes:
     support: full
     description: Per-key before/after and the sysctl.d file.
   platform:
+    support: full
     platforms: posix
     description: Linux hosts.
 extends_documentation_fragment: []
@@ -222,7 +223,7 @@ ARGUMENT_SPEC = {
 }
 
 EXAMPLES = r"""
-- name: Tune TCP (tcptune's engine: one transaction, one generation on the host)
+- name: Tune TCP, one transaction and one generation on the host
   tcptune.tuning.sysctl_profile:
     settings:
       net.ipv4.tcp_fin_timeout: 15

@@ -14,7 +14,7 @@ ARGUMENT_SPEC: dict = {}
 # </generated>
 
 EXAMPLES = r"""
-- name: Tune TCP (tcptune's engine: one transaction, one generation on the host)
+- name: Tune TCP, one transaction and one generation on the host
   tcptune.tuning.sysctl_profile:
     settings:
       net.ipv4.tcp_fin_timeout: 15
