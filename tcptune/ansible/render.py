@@ -767,8 +767,8 @@ def collection_files(specs: list[RoleSpec]) -> dict[str, str | bytes]:
         ),
         f"plugins/modules/{COLLECTION_MODULE}.py": module_text(COLLECTION_MODULE, core_import),
     }
-    for name, content in core_files().items():
-        files[f"plugins/module_utils/core/{name}"] = content
+    for name, core_file in core_files().items():
+        files[f"plugins/module_utils/core/{name}"] = core_file
     for version in ANSIBLE_TEST_VERSIONS:  # tcptune is MIT, not GPLv3: the one check that cannot apply
         files[f"tests/sanity/ignore-{version}.txt"] = (
             f"plugins/modules/{COLLECTION_MODULE}.py validate-modules:missing-gplv3-license\n"
