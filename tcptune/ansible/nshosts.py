@@ -4,7 +4,7 @@ Each host is a network namespace (its own TCP sysctls and address on a per-run b
 (its own ``/etc/sysctl.d``, tcptune state directory ``/var/lib/tcptune``, ``/etc/hosts`` and ``/run``; ``/proc/sys``
 read-only except ``/proc/sys/net``, so nothing run on a host can change this machine's global sysctls) and a UTS
 namespace (its own hostname), running Debian's sshd. Ansible reaches it over real SSH. ``/var/lib/tcptune`` is
-created on this machine if missing (as the mountpoint; removed again by ``down`` if still empty).
+created on this machine if missing (as the mountpoint; left in place, empty, by ``down``: other fleets may use it).
 
 Standard library only and free of tcptune imports: generated roles ship a copy as ``molecule/default/nshosts.py``
 so that their Molecule scenario runs without tcptune installed. Needs root, ``ip``, ``unshare``, ``mount``,
@@ -168,10 +168,9 @@ class Fleet:
                 _run(["ip", "link", "del", host.veth], check=False)
         if self.bridge and _link_exists(self.bridge):
             _run(["ip", "link", "del", self.bridge], check=False)
-        if self.created_mountpoint:
-            with contextlib.suppress(OSError):  # only if still empty: never anything someone put there since
-                os.rmdir(self.created_mountpoint)
-            self.created_mountpoint = None
+        # created_mountpoint is left in place (empty): removing a directory that is a mountpoint in another fleet's
+        # hosts detaches their private state there, and their tcptune would then write to this machine's
+        # /var/lib/tcptune (seen when two fleets ran at once).
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
