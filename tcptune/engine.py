@@ -181,6 +181,7 @@ def transition(recipe: Recipe, facts: Facts, key_scope: Callable[[str], str | No
         profile: ProfileRecord | None = ProfileRecord(desired.name, desired.fingerprint, desired.source)
         scopes = dict(desired.scopes or {})
         options = recipe.options
+        owners = dict(desired.owners) if desired.owners is not None else None
     else:
         target = facts.target if recipe.kind == ROLLBACK else None
         if target is not None:
@@ -188,6 +189,7 @@ def transition(recipe: Recipe, facts: Facts, key_scope: Callable[[str], str | No
         values = dict(target.values) if target else {}
         raw = tuple(target.raw) if target else ()
         profile = target.profile if target else None
+        owners = dict(target.owners) if target and target.owners is not None else None
         scopes = {}
         options = Options(skip_missing=True, skip_readonly=True, keep_unmanaged=False)
     if key_scope is not None:
@@ -211,7 +213,9 @@ def transition(recipe: Recipe, facts: Facts, key_scope: Callable[[str], str | No
         full, skip_missing=options.skip_missing, skip_readonly=options.skip_readonly
     )
     if refuse:
-        raise Refused(_blocked_refusal(refuse, recipe.kind))
+        raise Refused(_blocked_refusal(refuse, recipe.kind)).about(
+            ", ".join(sorted({k.status for k in refuse})), tuple(k.key for k in refuse)
+        )
     skipped_keys = {k.key for k in skipped}
     if recipe.kind == ROLLBACK and facts.target is not None:
         skipped_keys |= set(facts.target.skipped) & set(values)
@@ -252,6 +256,7 @@ def transition(recipe: Recipe, facts: Facts, key_scope: Callable[[str], str | No
         target=(recipe.to or 0) if kind == ROLLBACK else None,
         counters=None,
         by=None,
+        owners=owners if values else None,
     )
     noop = not runnable.changes and file_step is None and _same_state(current, generation)
     return Transition(
@@ -278,6 +283,7 @@ def _same_state(current: Generation | None, new: Generation) -> bool:
         current.profile == new.profile
         and current.values == new.values
         and set(current.skipped) == set(new.skipped)
+        and current.owners == new.owners
         and (current.file is None) == (new.file is None)
         and (current.file is None or new.file is None or current.file.content == new.file.content)
     )
@@ -445,9 +451,11 @@ class Engine:
         try:
             return persist.read_own_file(path)
         except persist.UnsafeFile as exc:
-            raise Refused(f"{path}: {exc.strerror}; nothing was changed (move it away)") from None
+            raise Refused(f"{path}: {exc.strerror}; nothing was changed (move it away)").about("file") from None
         except OSError as exc:
-            raise Refused(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}; nothing was changed") from None
+            raise Refused(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}; nothing was changed").about(
+                "file"
+            ) from None
 
     def pending(self) -> Pending | None:
         """The pending transaction, checked (MalformedState naming the file if it is damaged)."""
@@ -463,7 +471,9 @@ class Engine:
             if self.state.has_pending():
                 pending = self.state.read_pending()
                 assert pending is not None
-                raise Refused(interrupted_text(pending, self.state.pending_path) + "; nothing was changed")
+                raise Refused(interrupted_text(pending, self.state.pending_path) + "; nothing was changed").about(
+                    "interrupted"
+                )
             self.state.sweep_temp_files()
             self._sweep_sysctl_dir()
             current = self.plan(confirmed.recipe)
@@ -471,7 +481,7 @@ class Engine:
                 raise Refused(
                     "the live values, the sysctl.d file or the generations changed since the plan was shown (another "
                     "tool or person?); nothing was changed: run the command again to see the new plan"
-                )
+                ).about("changed-meanwhile")
             if current.noop:
                 return Result(current, None, (), None, current.warnings)
             if current.file is not None:
@@ -510,6 +520,7 @@ class Engine:
                     writes,
                     f"{change.key}: the kernel keeps {kept}, expected {change.new}",
                     undone="every change was undone",
+                    about=("not-kept", (change.key,)),
                 )
         file_action = None
         if current.file is not None:
@@ -521,13 +532,19 @@ class Engine:
                     f"could not write {current.file.path}: {(exc.strerror or str(exc)).lower()}",
                     undone=f"the {len(writes)} changed key(s) were restored",
                     file=current.file,
+                    about=("file", ()),
                 )
             file_action = "written" if current.file.new is not None else "removed"
         try:
             self.state.commit(generation)
         except StateError as exc:
             if not self._committed(generation.number):
-                self._undo(writes, f"could not record generation {generation.number}: {exc}", file=current.file)
+                self._undo(
+                    writes,
+                    f"could not record generation {generation.number}: {exc}",
+                    file=current.file,
+                    about=("state", ()),
+                )
         warnings = list(current.warnings)
         try:
             self.state.drop_pending()
@@ -538,18 +555,26 @@ class Engine:
     def _after_failed_writes(self, kind: str, outcome: WriteOutcome) -> NoReturn:
         """``write_all`` stopped at a failure and put back what it had written (newest first)."""
         assert outcome.failed is not None
-        key, _reason, message = outcome.failed
+        key, reason, message = outcome.failed
         failure = f"{kind} failed at {key}: {message}"
         if outcome.restore_failed:
-            raise RestoreIncomplete(f"{failure}; " + self._left_changed(outcome, None))
+            raise RestoreIncomplete(f"{failure}; " + self._left_changed(outcome, None)).about(reason, (key,))
         restored = (
             f"the {len(outcome.restored)} key(s) already changed were restored ({', '.join(outcome.restored)}); "
             if outcome.restored
             else ""
         )
-        self._drop_pending_after_undo(f"{failure}; {restored}nothing is changed")
+        self._drop_pending_after_undo(f"{failure}; {restored}nothing is changed", (reason, (key,)))
 
-    def _undo(self, writes: list[Change], failure: str, *, undone: str = "", file: FileStep | None = None) -> NoReturn:
+    def _undo(
+        self,
+        writes: list[Change],
+        failure: str,
+        *,
+        undone: str = "",
+        file: FileStep | None = None,
+        about: tuple[str, tuple[str, ...]] = ("error", ()),
+    ) -> NoReturn:
         """Put back every write (newest first, each key on its own) and the file; raise Undone, or
         RestoreIncomplete (keeping the pending record) when something could not be put back."""
         outcome = put_back(self.target.proc, [(c.key, c.new, c.old) for c in writes])
@@ -561,8 +586,8 @@ class Engine:
             except OSError as exc:
                 file_problem = f"{file.path} could not be put back: {(exc.strerror or str(exc)).lower()}"
         if outcome.restore_failed or file_problem:
-            raise RestoreIncomplete(f"{failure}; " + self._left_changed(outcome, file_problem))
-        self._drop_pending_after_undo(f"{failure}; {undone or 'every change was undone'}")
+            raise RestoreIncomplete(f"{failure}; " + self._left_changed(outcome, file_problem)).about(*about)
+        self._drop_pending_after_undo(f"{failure}; {undone or 'every change was undone'}", about)
 
     def _left_changed(self, outcome: WriteOutcome, file_problem: str | None) -> str:
         parts = []
@@ -578,12 +603,12 @@ class Engine:
         parts.append(f"the transaction stays recorded in {self.state.pending_path}: 'tcptune recover' retries")
         return "; ".join(parts)
 
-    def _drop_pending_after_undo(self, message: str) -> NoReturn:
+    def _drop_pending_after_undo(self, message: str, about: tuple[str, tuple[str, ...]]) -> NoReturn:
         try:
             self.state.drop_pending()
         except StateError as exc:
-            raise Undone(f"{message}; but {exc} ('tcptune recover' clears it)") from None
-        raise Undone(message)
+            raise Undone(f"{message}; but {exc} ('tcptune recover' clears it)").about(*about) from None
+        raise Undone(message).about(*about)
 
     def _committed(self, number: int) -> bool:
         """After a failed commit: whether the generation file made it anyway (then the commit happened)."""
@@ -601,18 +626,20 @@ class Engine:
         except FileNotFoundError:
             mode = None
         except OSError as exc:
-            raise Refused(f"cannot use {path}: {(exc.strerror or str(exc)).lower()}; nothing was changed") from None
+            raise Refused(f"cannot use {path}: {(exc.strerror or str(exc)).lower()}; nothing was changed").about(
+                "file"
+            ) from None
         if mode is not None and not stat.S_ISREG(mode):
             raise Refused(
                 f"{path}: it is a {persist.file_kind(mode)}, not a regular file; refusing to write through or replace "
                 "it, nothing was changed (move it away)"
-            )
+            ).about("file")
         directory = os.path.dirname(os.path.abspath(path))
         existing = directory
         while not os.path.exists(existing) and os.path.dirname(existing) != existing:
             existing = os.path.dirname(existing)
         if not os.path.isdir(existing) or not os.access(existing, os.W_OK):
-            raise Refused(f"cannot write {path}: {existing} is not writable; nothing was changed")
+            raise Refused(f"cannot write {path}: {existing} is not writable; nothing was changed").about("file")
 
     def _put_file(self, text: str | None) -> None:
         path = self.target.own_file

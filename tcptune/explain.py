@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .catalog import Key, ValueHistory
-from .validate import describe_valid
+from .keycheck import describe_valid
 
 
 def key_as_dict(key: Key) -> dict[str, Any]:

@@ -9,17 +9,32 @@ from __future__ import annotations
 
 
 class CoreError(Exception):
-    """Root of every error the core reports; ``exit_code`` is what the command line exits with."""
+    """Root of every error the core reports; ``exit_code`` is what the command line exits with.
+
+    ``reason`` (one word: read-only, missing, invalid, not-kept, file, ...) and ``keys`` (the keys it is about) are
+    for callers that show one short line per host (the Ansible module, fleet tables); the message says it all.
+    """
 
     exit_code = 1
+    reason: str | None = None
+    keys: tuple[str, ...] = ()
+
+    def about(self, reason: str | None, keys: tuple[str, ...] = ()) -> CoreError:
+        """The same error, tagged with a short ``reason`` and the ``keys`` it is about (returns itself)."""
+        self.reason, self.keys = reason, keys
+        return self
 
 
 class BadTarget(CoreError):
     """A path to act on is unusable (an empty or missing --proc-root); nothing was read or changed."""
 
+    reason = "target"
+
 
 class StateError(CoreError):
     """The state directory, or a file in it, cannot be used; the message names the file to fix."""
+
+    reason = "state"
 
 
 class MalformedState(StateError):
@@ -32,6 +47,8 @@ class MalformedState(StateError):
 
 class LockHeld(StateError):
     """Another tcptune transaction holds the state directory."""
+
+    reason = "locked"
 
     def __init__(self, pid: int | None) -> None:
         who = f" (pid {pid})" if pid else ""

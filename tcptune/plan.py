@@ -41,6 +41,8 @@ class Desired(NamedTuple):
     """"netns" or "global" per key, from the catalog (for notes on keys that cannot be written here)."""
     raw: frozenset[str] = frozenset()
     """Keys of ``values`` outside the catalog that the profile allowed explicitly (all under ``net.``)."""
+    owners: Mapping[str, Any] | None = None
+    """``{owner: state.Owner}`` when roles share the host (``owners.compose``); None: this profile owns every key."""
 
     def profile_record(self) -> dict[str, str | None]:
         """The profile as a generation records it."""

@@ -21,7 +21,8 @@ import os
 import re
 import stat
 import time
-from collections.abc import Callable, Iterator, Mapping
+import typing
+from collections.abc import Iterator, Mapping
 from typing import Any, NamedTuple
 
 from .failures import LockHeld, MalformedState, StateError
@@ -37,7 +38,7 @@ _NUMBER = re.compile(r"[1-9][0-9]{0,17}")
 _TEMP = re.compile(r"\.tcptune-.*\.tmp")
 """``persist.atomic_write``'s temporary files: left behind only by a process killed mid-write."""
 
-KeyPolicy = Callable[[str], bool]
+KeyPolicy = typing.Callable[[str], bool]  # typing.Callable: evaluated at run time on hosts (Python >= 3.8)
 """Whether a key may appear in state: the CLI passes the catalog's lookup. Keys a profile allowed explicitly
 (a generation's ``raw`` list, under ``net.``) are accepted besides."""
 
@@ -46,6 +47,17 @@ class ProfileRecord(NamedTuple):
     name: str
     fingerprint: str
     source: str | None = None
+
+
+class Owner(NamedTuple):
+    """One owner's part of a generation (an Ansible role among others on the host): its profile and its keys."""
+
+    profile: ProfileRecord
+    keys: tuple[str, ...]
+
+
+OWNER_NAME = re.compile(r"[A-Za-z0-9_.-]{0,128}")
+"""Owner names: role names ("" is the profile applied by 'tcptune apply' or 'tcptune push', which owns no name)."""
 
 
 class Baseline(NamedTuple):
@@ -91,6 +103,8 @@ class Generation(NamedTuple):
     counters: dict[str, int] | None = None
     by: dict[str, Any] | None = None
     """{"uid", "pid", "host"} of the process that made it."""
+    owners: dict[str, Owner] | None = None
+    """Which owner set which keys, when roles share the host (``owners.compose``); None: one profile owns all."""
 
     def as_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -110,6 +124,11 @@ class Generation(NamedTuple):
             doc["target"] = self.target
         doc["counters"] = self.counters
         doc["by"] = self.by
+        if self.owners is not None:
+            doc["owners"] = {
+                name: {"profile": owner.profile._asdict(), "keys": sorted(owner.keys)}
+                for name, owner in sorted(self.owners.items())
+            }
         return doc
 
 
@@ -285,7 +304,7 @@ def generation_from_json(data: object, path: str, number: int | None, known_key:
     """A generation document checked in full; ``number`` is the one its file name gives (None: embedded in a
     pending record, checked by the caller)."""
     c = _Checker(path, "generation", known_key)
-    doc = c.obj(data, "the document", GENERATION_FIELDS, optional=("target",))
+    doc = c.obj(data, "the document", GENERATION_FIELDS, optional=("target", "owners"))
     c.check(doc["format"] == FORMAT and not isinstance(doc["format"], bool), f"'format' must be {FORMAT}")
     n = c.integer(doc["generation"], "'generation'", minimum=1)
     if number is not None:
@@ -357,7 +376,32 @@ def generation_from_json(data: object, path: str, number: int | None, known_key:
         "pid": c.integer(by["pid"], "by.pid"),
         "host": c.text(by["host"], "by.host"),
     }
-    return Generation(n, kind, from_, created, profile, values, skipped, raw, baseline, file, target, counters, by)
+    owners = _owners(c, doc.get("owners"), values, frozenset(raw))
+    return Generation(
+        n, kind, from_, created, profile, values, skipped, raw, baseline, file, target, counters, by, owners
+    )
+
+
+def _owners(c: _Checker, doc: object, values: Mapping[str, str], raw: frozenset[str]) -> dict[str, Owner] | None:
+    """'owners': every owner's profile and keys; together they own exactly the keys of 'values'."""
+    if doc is None:
+        return None
+    c.check(isinstance(doc, dict) and bool(doc), "'owners' must be an object of owner: {profile, keys}")
+    assert isinstance(doc, dict)
+    owners = {}
+    for name, entry in doc.items():
+        c.check(isinstance(name, str) and OWNER_NAME.fullmatch(name) is not None, "'owners' has a bad owner name")
+        o = c.obj(entry, f"owners[{name!r}]", ("profile", "keys"))
+        p = c.obj(o["profile"], f"owners[{name!r}].profile", ("name", "fingerprint", "source"))
+        record = ProfileRecord(
+            c.text(p["name"], f"owners[{name!r}].profile.name"),
+            c.text(p["fingerprint"], f"owners[{name!r}].profile.fingerprint"),
+            c.optional_text(p["source"], f"owners[{name!r}].profile.source"),
+        )
+        owners[name] = Owner(record, c.key_list(o["keys"], f"owners[{name!r}].keys", raw))
+    owned = {key for owner in owners.values() for key in owner.keys}
+    c.check(owned == set(values), "'owners' must own exactly the keys of 'values'")
+    return owners
 
 
 def pending_from_json(data: object, path: str, known_key: KeyPolicy, raw: frozenset[str] = frozenset()) -> Pending:

@@ -26,6 +26,8 @@ class Target(NamedTuple):
     sysctl_dir: str = DEFAULT_SYSCTL_DIR
     sysctl_root: str = "/"
     """Root of the tree whose sysctl.d directories are read to predict boot-time values."""
+    file_name: str = DEFAULT_FILE_NAME
+    """tcptune's own file in ``sysctl_dir`` (the Ansible module's ``sysctl_file`` may name another)."""
 
     @classmethod
     def at(
@@ -52,7 +54,7 @@ class Target(NamedTuple):
 
     @property
     def own_file(self) -> str:
-        return os.path.join(self.sysctl_dir, DEFAULT_FILE_NAME)
+        return os.path.join(self.sysctl_dir, self.file_name)
 
     @property
     def is_real_kernel(self) -> bool:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import catalog
+from . import catalog, keycheck
 from .errors import Diagnostic, Location
+from .keycheck import KERNEL_CHECKS_ORDER
 from .profile import Profile, Setting
-from .values import ValueProblem, format_kernel, parse_value
+from .values import format_kernel
 
 UNPRIVILEGED_PORT_DEFAULT = 1024
 
@@ -67,19 +68,10 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
                 )
             )
             continue
-        try:
-            parsed = parse_value(setting.value, key.shape, key.unit, key.units_accepted)
-        except ValueProblem as problem:
-            add(
-                Diagnostic(
-                    "error", setting.location, problem.message, key=key.name, hint=problem.hint or describe_valid(key)
-                )
-            )
-            continue
-        problems = list(_range_problems(key, parsed))
+        parsed, problems = keycheck.check(key, setting.value)
         for message, hint in problems:
             add(Diagnostic("error", setting.location, message, key=key.name, hint=hint))
-        if problems:
+        if parsed is None:
             continue
         verdict.parsed[key.name] = parsed
         verdict.values[key.name] = format_kernel(parsed)
@@ -128,34 +120,6 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
     return verdict
 
 
-def describe_valid(key: catalog.Key) -> str:
-    """What a valid value for ``key`` looks like, in one phrase."""
-    if key.shape in ("enum", "bool"):
-        return "one of " + ", ".join(key.choices or ("0", "1"))
-    if key.shape == "string":
-        return ("e.g. " if key.open_choices else "one of ") + ", ".join(key.choices) if key.choices else "a name"
-    if key.shape == "portlist":
-        return 'comma-separated ports or ranges, e.g. "8080,9000-9100", or "" for none'
-    if key.shape == "names":
-        return 'one or more names, as a list or the kernel\'s string, e.g. "reno cubic bbr"'
-    bounds = _bounds_text(key)
-    if key.shape in ("triple", "pair"):
-        names = "/".join(key.elements) if key.elements else f"{key.arity} numbers"
-        return f"{names}, each {bounds}" if bounds else names
-    return bounds or "an integer"
-
-
-def _bounds_text(key: catalog.Key) -> str:
-    unit = "" if key.unit in ("none", "count") else f" {key.unit}"
-    if key.minimum is not None and key.maximum is not None:
-        return f"{key.minimum}..{key.maximum}{unit}"
-    if key.minimum is not None:
-        return f">= {key.minimum}{unit}"
-    if key.maximum is not None:
-        return f"<= {key.maximum}{unit}"
-    return ""
-
-
 def _unknown_key(setting: Setting) -> Diagnostic:
     written = setting.written_as or setting.key
     options = catalog.ambiguous(written)
@@ -170,39 +134,6 @@ def _unknown_key(setting: Setting) -> Diagnostic:
     close = catalog.suggest(setting.key)
     hint = f"did you mean {' or '.join(close)}?" if close else "run 'tcptune explain --list' for the known keys"
     return Diagnostic("error", setting.location, "unknown sysctl key", key=written, hint=hint)
-
-
-def _range_problems(key: catalog.Key, parsed: tuple[int, ...] | str) -> Iterable[tuple[str, str]]:
-    if isinstance(parsed, str):
-        if key.shape == "string" and key.choices and not key.open_choices and parsed not in key.choices:
-            yield f"{parsed!r} is not valid", describe_valid(key)
-        if key.shape == "portlist" and parsed:
-            top = max(int(part.split("-")[-1]) for part in parsed.split(","))
-            if top > 65535:
-                yield f"port {top} is out of range", "ports are 1..65535"
-        return
-    if key.shape in ("enum", "bool"):
-        choices = key.choices or ("0", "1")
-        if str(parsed[0]) not in choices:
-            meanings = ""
-            if key.choice_meanings:
-                meanings = " (" + "; ".join(f"{c} = {m}" for c, m in zip(choices, key.choice_meanings)) + ")"
-            yield f"{parsed[0]} is not valid", "one of " + ", ".join(choices) + meanings
-        return
-    for index, number in enumerate(parsed):
-        low_ok = key.minimum is None or number >= key.minimum
-        high_ok = key.maximum is None or number <= key.maximum
-        if not (low_ok and high_ok):
-            where = f"{key.elements[index]} " if key.elements and len(parsed) > 1 else ""
-            yield f"{where}{number} is out of range", f"valid: {_bounds_text(key)}"
-    if key.name in KERNEL_CHECKS_ORDER and list(parsed) != sorted(parsed):
-        names = " <= ".join(key.elements) if key.elements else " <= ".join(["value"] * len(parsed))
-        yield f"values {' '.join(map(str, parsed))} are out of order", f"the kernel refuses it unless {names}"
-
-
-KERNEL_CHECKS_ORDER = frozenset({"net.ipv4.ip_local_port_range"})
-"""Vectors whose order the kernel itself enforces (EINVAL). For the others (tcp_rmem, tcp_wmem, tcp_mem, udp_mem)
-it stores any order, and an out-of-order vector is a warning (``_vector_order``)."""
 
 
 # ---- cross-key rules: each takes the verdict so far and yields diagnostics --------------------------------------

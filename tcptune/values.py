@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Tuple, Union  # noqa: UP035
 
 _INT = re.compile(r"^[+-]?\d+$")
 _PORTLIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
@@ -37,7 +38,7 @@ _UNIT_TABLES: dict[str, Mapping[str, float]] = {
     "milliseconds": MILLISECOND_UNITS,
 }
 
-Parsed = tuple[int, ...] | str
+Parsed = Union[Tuple[int, ...], str]  # noqa: UP006, UP007 - evaluated at run time on hosts (Python >= 3.8)
 
 
 class ValueProblem(ValueError):

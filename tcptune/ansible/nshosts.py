@@ -1,9 +1,10 @@
 """Namespace hosts: a fleet of real sshd "machines" on one Linux box, for Molecule, tests and benchmarks.
 
 Each host is a network namespace (its own TCP sysctls and address on a per-run bridge), a private mount namespace
-(its own ``/etc/sysctl.d``, ``/etc/hosts`` and ``/run``; ``/proc/sys`` read-only except ``/proc/sys/net``, so nothing
-run on a host can change this machine's global sysctls) and a UTS namespace (its own hostname), running Debian's
-sshd. Ansible reaches it over real SSH.
+(its own ``/etc/sysctl.d``, tcptune state directory ``/var/lib/tcptune``, ``/etc/hosts`` and ``/run``; ``/proc/sys``
+read-only except ``/proc/sys/net``, so nothing run on a host can change this machine's global sysctls) and a UTS
+namespace (its own hostname), running Debian's sshd. Ansible reaches it over real SSH. ``/var/lib/tcptune`` is
+created on this machine if missing (as the mountpoint; left in place, empty, by ``down``: other fleets may use it).
 
 Standard library only and free of tcptune imports: generated roles ship a copy as ``molecule/default/nshosts.py``
 so that their Molecule scenario runs without tcptune installed. Needs root, ``ip``, ``unshare``, ``mount``,
@@ -37,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 
 PREFIX = "tt4"
 SSHD = "/usr/sbin/sshd"
+STATE_DIR = "/var/lib/tcptune"
+"""tcptune's state directory on a host: each host gets its own (``<host dir>/state`` bound over it)."""
 SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 MAX_HOSTS = 200
 
@@ -48,6 +51,7 @@ mount --bind /proc/sys /proc/sys
 mount --bind /proc/sys/net /proc/sys/net
 mount -o remount,bind,ro /proc/sys
 mount --bind "$1/sysctl.d" /etc/sysctl.d
+mount --bind "$1/state" "$4"
 mount --bind "$1/hosts" /etc/hosts
 mount --bind "$1/run" /run
 hostname "$2"
@@ -78,6 +82,8 @@ class Fleet:
     hosts: list[Host] = field(default_factory=list)
     state_file: str | None = None
     owns_workdir: bool = True
+    created_mountpoint: str | None = None
+    """STATE_DIR, when ``up`` had to create it on this machine (empty, as the mountpoint); ``down`` removes it."""
 
     # ---- access ------------------------------------------------------------------------------------------------
 
@@ -162,6 +168,9 @@ class Fleet:
                 _run(["ip", "link", "del", host.veth], check=False)
         if self.bridge and _link_exists(self.bridge):
             _run(["ip", "link", "del", self.bridge], check=False)
+        # created_mountpoint is left in place (empty): removing a directory that is a mountpoint in another fleet's
+        # hosts detaches their private state there, and their tcptune would then write to this machine's
+        # /var/lib/tcptune (seen when two fleets ran at once).
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
@@ -212,6 +221,10 @@ def up(
     )
     os.makedirs(fleet.control_dir, mode=0o700, exist_ok=True)
     fleet.save()
+    if not os.path.isdir(STATE_DIR):  # the mountpoint of each host's private state directory
+        os.makedirs(STATE_DIR, mode=0o700)
+        fleet.created_mountpoint = STATE_DIR
+        fleet.save()
     try:
         _bring_up(fleet, names, timeout)
     except BaseException:
@@ -266,6 +279,8 @@ def _bring_up(fleet: Fleet, names: list[str], timeout: float) -> None:
 def _start_host(fleet: Fleet, host: Host, prefixlen: int) -> None:
     for sub in ("sysctl.d", "run/sshd"):
         os.makedirs(os.path.join(host.directory, sub), exist_ok=True)
+    os.makedirs(os.path.join(host.directory, "state"), mode=0o700, exist_ok=True)
+    os.chmod(os.path.join(host.directory, "state"), 0o700)
     os.chmod(os.path.join(host.directory, "run", "sshd"), 0o755)
     with open(os.path.join(host.directory, "hosts"), "w", encoding="utf-8") as handle:
         handle.write(f"127.0.0.1 localhost\n{host.address} {host.name}\n")
@@ -307,6 +322,7 @@ def _start_host(fleet: Fleet, host: Host, prefixlen: int) -> None:
                 host.directory,
                 host.name,
                 SSHD,
+                STATE_DIR,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

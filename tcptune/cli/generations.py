@@ -16,8 +16,11 @@ from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS, Target
 from .complete import complete_generation
 from .interrupted import warn_interrupted
 from .options import (
+    ForksOpt,
     Format,
     FormatOpt,
+    InventoryOpt,
+    LimitOpt,
     ProcRootOpt,
     StateDirOpt,
     SysctlDirOpt,
@@ -183,12 +186,20 @@ def rollback(
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     sysctl_dir: SysctlDirOpt = None,
     sysctl_root: SysctlRootOpt = "/",
+    inventory: InventoryOpt = None,
+    limit: LimitOpt = None,
+    forks: ForksOpt = None,
 ) -> None:
     """Converge to an earlier generation, as a new generation (so a rollback can itself be rolled back).
 
     With an interrupted transaction pending, does what 'tcptune recover' does and stops there. A sysctl.d file
     someone changed since tcptune wrote it is left alone, with a warning.
+    With -i INVENTORY: every host of the fleet, through Ansible (the same per-host table and exit codes as push).
     """
+    if inventory is not None:
+        from .fleet import fleet_rollback  # the fleet family (render, ansible-runner): only for a fleet
+
+        raise typer.Exit(fleet_rollback(inventory, to, limit, forks, yes, fmt))
     target = Target.at(proc_root, state_dir, sysctl_dir, sysctl_root)
     require_root(target, "rollback")
     engine = make_engine(target)

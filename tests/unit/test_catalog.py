@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tcptune import catalog
-from tcptune.validate import _range_problems
+from tcptune.keycheck import range_problems as _range_problems
 from tcptune.values import parse_value
 
 KEYS = catalog.all_keys()
