@@ -3,8 +3,8 @@
 Each host is a network namespace (its own TCP sysctls and address on a per-run bridge), a private mount namespace
 (its own ``/etc/sysctl.d``, tcptune state directory ``/var/lib/tcptune``, ``/etc/hosts`` and ``/run``; ``/proc/sys``
 read-only except ``/proc/sys/net``, so nothing run on a host can change this machine's global sysctls) and a UTS
-namespace (its own hostname), running Debian's sshd. Ansible reaches it over real SSH. ``/var/lib/tcptune`` is
-created on this machine if missing (as the mountpoint; left in place, empty, by ``down``: other fleets may use it).
+namespace (its own hostname), running Debian's sshd. Ansible reaches it over real SSH. The host's ``/var/lib`` is a
+small tmpfs of its own holding the mountpoint of its state directory, so nothing is created on this machine.
 
 Standard library only and free of tcptune imports: generated roles ship a copy as ``molecule/default/nshosts.py``
 so that their Molecule scenario runs without tcptune installed. Needs root, ``ip``, ``unshare``, ``mount``,
@@ -51,6 +51,8 @@ mount --bind /proc/sys /proc/sys
 mount --bind /proc/sys/net /proc/sys/net
 mount -o remount,bind,ro /proc/sys
 mount --bind "$1/sysctl.d" /etc/sysctl.d
+mount -t tmpfs -o size=64k,mode=0755 tt4-varlib /var/lib
+mkdir "$4"
 mount --bind "$1/state" "$4"
 mount --bind "$1/hosts" /etc/hosts
 mount --bind "$1/run" /run
@@ -82,8 +84,6 @@ class Fleet:
     hosts: list[Host] = field(default_factory=list)
     state_file: str | None = None
     owns_workdir: bool = True
-    created_mountpoint: str | None = None
-    """STATE_DIR, when ``up`` had to create it on this machine (empty, as the mountpoint); ``down`` removes it."""
 
     # ---- access ------------------------------------------------------------------------------------------------
 
@@ -168,9 +168,6 @@ class Fleet:
                 _run(["ip", "link", "del", host.veth], check=False)
         if self.bridge and _link_exists(self.bridge):
             _run(["ip", "link", "del", self.bridge], check=False)
-        # created_mountpoint is left in place (empty): removing a directory that is a mountpoint in another fleet's
-        # hosts detaches their private state there, and their tcptune would then write to this machine's
-        # /var/lib/tcptune (seen when two fleets ran at once).
         if self.owns_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
         else:
@@ -221,10 +218,6 @@ def up(
     )
     os.makedirs(fleet.control_dir, mode=0o700, exist_ok=True)
     fleet.save()
-    if not os.path.isdir(STATE_DIR):  # the mountpoint of each host's private state directory
-        os.makedirs(STATE_DIR, mode=0o700)
-        fleet.created_mountpoint = STATE_DIR
-        fleet.save()
     try:
         _bring_up(fleet, names, timeout)
     except BaseException:
