@@ -31,15 +31,18 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from . import kernel_write
+from . import catalog, kernel_write
 from .catalog import kernel_write as kernel_write_rule
 from .kernel_write import KernelFacts, State, Unknown
+from .kernelfacts import HOST_ONLY_PROBE
 
-ApplierName = Literal["systemd", "procps", "busybox", "none"]
+ApplierName = Literal["systemd", "procps", "busybox", "none", "unknown"]
+"""``none``: nothing applies sysctl.d at boot (decided: a masked unit, an init without one); ``unknown``: which
+program would cannot be told (an image without /sbin/init)."""
 Status = Literal["ok", "partial", "rejected", "not-set", "unknown"]
 
 SYSTEMD_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
@@ -124,10 +127,16 @@ class Prediction(NamedTuple):
 
 
 class _Tree:
-    """Paths inside ``root``; absolute symlinks resolve inside it, never on the machine running tcptune."""
+    """Paths inside ``root``; absolute symlinks resolve inside it, never on the machine running tcptune.
 
-    def __init__(self, root: str) -> None:
+    ``excluded``: configuration files (paths as the applier names them) treated as absent; ``present``: files
+    treated as if they existed (only in directory listings).
+    """
+
+    def __init__(self, root: str, excluded: Collection[str] = (), present: Collection[str] = ()) -> None:
         self.root = os.fsencode(root).rstrip(b"/")
+        self.excluded = frozenset(excluded)
+        self.present = frozenset(present)
 
     def resolve(self, path: bytes) -> tuple[Literal["ok", "missing", "loop", "null", "error"], bytes]:
         """('ok', host path) for an existing file or directory, else why not; ('null', ...) for /dev/null.
@@ -174,14 +183,16 @@ class _Tree:
     def list_dir(self, path: str) -> list[bytes] | None:
         """Entry names of a directory ([] if there is none); None if it exists but cannot be read."""
         kind, host = self.resolve(os.fsencode(path))
+        assumed = [os.fsencode(p.rsplit("/", 1)[1]) for p in self.present if p.rsplit("/", 1)[0] == path]
         if kind == "error":
             return None
         if kind != "ok" or not os.path.isdir(host):
-            return []
+            return assumed
         try:
-            return os.listdir(host)
+            names = os.listdir(host)
         except OSError:
             return None
+        return names + [name for name in assumed if name not in names]
 
 
 class _FileText(NamedTuple):
@@ -259,8 +270,9 @@ def _config_files(tree: _Tree, dirs: tuple[str, ...], wanted: Callable[[bytes], 
         if names is None:
             return [], f"{directory} cannot be read by tcptune"
         for name in names:
-            if wanted(name) and name not in chosen:
-                chosen[name] = f"{directory}/{os.fsdecode(name)}"
+            path = f"{directory}/{os.fsdecode(name)}"
+            if wanted(name) and name not in chosen and path not in tree.excluded:
+                chosen[name] = path
     return [chosen[name] for name in sorted(chosen)], None
 
 
@@ -283,7 +295,8 @@ def _procps_files(tree: _Tree) -> tuple[list[str], str | None]:
             " (which files it then reads, and in which order, is not modelled)"
         )
     kind, host = tree.resolve(PROCPS_CONF.encode())
-    if kind == "ok" and os.path.isfile(host):  # stat() and S_ISREG: a link to /dev/null does not count
+    # stat() and S_ISREG: a link to /dev/null does not count
+    if kind == "ok" and os.path.isfile(host) and PROCPS_CONF not in tree.excluded:
         files.append(PROCPS_CONF)
     return files, unknown
 
@@ -742,17 +755,19 @@ def predict(
     keys: Iterable[str] | None = None,
     applier: Applier | ApplierName = "systemd",
     kernel: KernelView | None = None,
+    exclude: Collection[str] = (),
 ) -> dict[str, Prediction]:
     """What each key will hold after ``applier`` applies the sysctl.d tree under ``root`` at boot.
 
     ``keys``: dotted (``net.ipv4.tcp_rmem``) or slash names; None: every key the tree assigns. The result is keyed
-    by the names given (dotted names when ``keys`` is None).
+    by the names given (dotted names when ``keys`` is None). ``exclude``: configuration files, named as the applier
+    names them (``/etc/sysctl.d/90-tcptune.conf``), treated as absent (a baseline: what the others set).
     """
     view = kernel or KernelView()
     name = applier.name if isinstance(applier, Applier) else applier
     wanted = None if keys is None else {key: _slash(key) for key in keys}
     sim = _Kernel(view)
-    tree = _Tree(root)
+    tree = _Tree(root, exclude)
     everything_unknown: str | None = None
     if name == "systemd":
         everything_unknown = _run_systemd(tree, sim, SYSTEMD_DIRS)
@@ -760,9 +775,71 @@ def predict(
         everything_unknown = _run_procps(tree, sim)
     elif name == "busybox":
         everything_unknown = "busybox sysctl is not modelled"
+    elif name == "unknown":
+        how = applier.how if isinstance(applier, Applier) and applier.how else "not detected"
+        everything_unknown = f"which program applies sysctl.d at boot is not known ({how})"
     if wanted is None:
         wanted = {_dotted(path): path for path in sim.tracks}
     return {key: _conclude(sim, path, key, everything_unknown) for key, path in wanted.items()}
+
+
+def files_read(root: str, applier: Applier | ApplierName, assume: Collection[str] = ()) -> list[str] | None:
+    """The configuration files ``applier`` reads at boot, in order, named as it names them (inside ``root``);
+    [] when nothing applies sysctl.d, None when it cannot be told (an unreadable directory, an unmodelled applier).
+    ``assume``: files to count as existing (whether tcptune's file would be read once written)."""
+    name = applier.name if isinstance(applier, Applier) else applier
+    tree = _Tree(root, present=assume)
+    if name == "systemd":
+        files, unknown = _config_files(tree, SYSTEMD_DIRS, _systemd_wants)
+    elif name == "procps":
+        files, unknown = _procps_files(tree)
+    elif name == "none":
+        return []
+    else:
+        return None
+    return None if unknown else files
+
+
+MAX_PROC_NAMES = 100_000
+"""Most /proc/sys files ``kernel_view`` lists; beyond (thousands of interfaces) globs are left unknown."""
+
+
+def kernel_view(proc_root: str = "/proc/sys", *, limit: int = MAX_PROC_NAMES) -> KernelView:
+    """The kernel a boot will meet, as far as this machine can tell: which keys exist and which refuse writes (from
+    a bounded walk of ``proc_root``), and each key's value before the applier runs: the catalog's default where it
+    does not depend on the machine, otherwise unknown (today's live values carry the last boot's settings).
+
+    Inside a child network namespace the boot's own namespace (the host's) is not visible: host-wide keys are
+    absent or read-only here. Then which keys exist is not claimed (``names`` None: globs are unknown).
+    """
+    initial = {entry.name.replace(".", "/"): entry.default for entry in catalog.KEYS if entry.default is not None}
+    host_only = os.path.join(proc_root, *HOST_ONLY_PROBE.split("."))
+    if os.path.isdir(os.path.join(proc_root, "net", "ipv4")) and not os.path.lexists(host_only):
+        return KernelView(None, frozenset(), initial)
+    names: set[str] = set()
+    read_only: set[str] = set()
+    todo = [""]
+    while todo:
+        relative = todo.pop()
+        try:
+            entries = list(os.scandir(os.path.join(proc_root, relative) if relative else proc_root))
+        except OSError:
+            return KernelView(None, frozenset(), initial)  # part of the tree cannot be seen: claim nothing
+        for entry in entries:
+            path = f"{relative}/{entry.name}" if relative else entry.name
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    todo.append(path)
+                    continue
+                mode = entry.stat(follow_symlinks=False).st_mode
+            except OSError:
+                continue  # vanished meanwhile (an interface going away)
+            names.add(path)
+            if not mode & 0o222:
+                read_only.add(path)
+            if len(names) > limit:
+                return KernelView(None, frozenset(), initial)
+    return KernelView(frozenset(names), frozenset(read_only), initial)
 
 
 def _slash(key: str) -> str:
@@ -856,7 +933,12 @@ def detect_applier(root: str = "/", proc: str = "/proc") -> Applier:
             name, version = flavour
             return Applier(name, version, f"{init} runs {script} ({sysctl})")
         return Applier("none", None, f"{init}, and no init script that applies sysctl.d")
+    if init == _NO_INIT:
+        return Applier("unknown", None, f"{init}: pass --boot-applier")
     return Applier("none", None, init)
+
+
+_NO_INIT = "no /sbin/init in the image"
 
 
 def _kind(tree: _Tree, path: str) -> str:
@@ -887,7 +969,7 @@ def _init_system(tree: _Tree, proc: str | None) -> str:
         return f"PID 1 is {comm or 'unreadable'}, which applies no sysctl.d files (the image's init: {image})"
     kind, host = tree.resolve(b"/sbin/init")
     if kind != "ok":
-        return "no /sbin/init in the image"
+        return _NO_INIT
     if host.endswith(b"/systemd"):
         return "systemd (/sbin/init)"
     if _kind(tree, "/sbin/openrc") == "file":

@@ -27,6 +27,18 @@ class ShowFormat(str, Enum):
     sysctl = "sysctl"
 
 
+class DiffFormat(str, Enum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+class BootApplier(str, Enum):
+    auto = "auto"
+    systemd = "systemd"
+    procps = "procps"
+
+
 class StatusFormat(str, Enum):
     text = "text"
     json = "json"
@@ -75,6 +87,17 @@ SysctlRootOpt = Annotated[
         envvar="TCPTUNE_SYSCTL_ROOT",
         hidden=True,
         help="Root of the tree whose sysctl.d directories predict boot-time values (tests, container images).",
+    ),
+]
+
+BootApplierOpt = Annotated[
+    BootApplier,
+    typer.Option(
+        "--boot-applier",
+        envvar="TCPTUNE_BOOT_APPLIER",
+        help="Which program applies sysctl.d at boot, for the after-reboot prediction: auto (detected from PID 1, "
+        "the installed units and the image under the sysctl root), systemd (systemd-sysctl) or procps "
+        "('sysctl --system').",
     ),
 ]
 

@@ -65,14 +65,22 @@ def file_words(step: FileStep) -> str:
 
 def show_transition(t: Transition, fmt: Format, say: Say, *, dry_run: bool = False) -> None:
     """The plan as a user confirms it: the writes in order (changes and reverts), warnings, a summary, the file."""
+    raw = {k.key for k in t.plan.keys if k.raw}
     if fmt is Format.text and t.writes:
         table(
             ["key", "live", "new", "action"],
             [
-                (c.key, shown(c.old), c.new, "revert to baseline" if _status(t, c.key) == REVERT else "change")
+                (
+                    f"{c.key} (raw)" if c.key in raw else c.key,
+                    shown(c.old),
+                    c.new,
+                    "revert to baseline" if _status(t, c.key) == REVERT else "change",
+                )
                 for c in t.writes
             ],
         )
+    if raw & {c.key for c in t.writes}:
+        say(f"(raw) {len(raw)} key(s) from the profile's raw: mapping, unchecked by the catalog")
     for warning in t.warnings:
         say(f"warning: {warning}")
     reverts = sum(_status(t, c.key) == REVERT for c in t.writes)
