@@ -524,9 +524,14 @@ class Engine:
 
     # ---- executing ---------------------------------------------------------------------------------------------------
 
-    def execute(self, confirmed: Transition, counters: Mapping[str, int] | None = None) -> Result:
+    def execute(
+        self, confirmed: Transition, counters: Mapping[str, int] | None = None, counters_netns: str | None = None
+    ) -> Result:
         """Run ``confirmed`` (the transition the user saw). Raises Refused when nothing was changed, Undone when a
-        step failed and everything was put back, RestoreIncomplete (pending kept) when that failed too."""
+        step failed and everything was put back, RestoreIncomplete (pending kept) when that failed too.
+
+        ``counters`` (read in network namespace ``counters_netns``) are recorded in the new generation: the start
+        of the window ``recommend`` judges counters over."""
         require_root(self.target, confirmed.kind)
         with self.state.lock():
             if self.state.has_pending():
@@ -546,7 +551,10 @@ class Engine:
             if current.file is not None:
                 self._check_file_target()
             generation = current.generation._replace(
-                created=now_text(), by=made_by(), counters=dict(counters) if counters is not None else None
+                created=now_text(),
+                by=made_by(),
+                counters=dict(counters) if counters is not None else None,
+                counters_netns=counters_netns if counters is not None else None,
             )
             writes = [c._replace(old=" ".join(c.old.split())) for c in current.writes]  # the kernel prints tabs
             record = Pending(

@@ -12,18 +12,19 @@ from ..engine import Engine, require_root
 from ..failures import StateError
 from ..output import emit, emit_json, one_line, table
 from ..state import Generation, StateDir
-from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS, Target
+from ..target import DEFAULT_STATE_DIR, REAL_PROC_NET, REAL_PROC_SYS, Target
 from .interrupted import warn_interrupted
 from .options import (
     Format,
     FormatOpt,
+    ProcNetOpt,
     ProcRootOpt,
     StateDirOpt,
     SysctlDirOpt,
     SysctlRootOpt,
     YesOpt,
 )
-from .transaction import confirm, execute, generation_words, report, sayer, show_recovery, shown
+from .transaction import confirm, counters_in, execute, generation_words, report, sayer, show_recovery, shown
 
 _PAST = {"written": "wrote", "removed": "removed"}
 
@@ -175,6 +176,7 @@ def rollback(
     yes: YesOpt = False,
     fmt: FormatOpt = Format.text,
     proc_root: ProcRootOpt = REAL_PROC_SYS,
+    proc_net: ProcNetOpt = REAL_PROC_NET,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     sysctl_dir: SysctlDirOpt = None,
     sysctl_root: SysctlRootOpt = "/",
@@ -200,7 +202,7 @@ def rollback(
             f"roll back from {generation_words(current, planned.from_)} "
             f"to {generation_words(planned.target, planned.recipe.to or 0)}"
         )
-    result = execute(engine, planned, yes, fmt, say)
+    result = execute(engine, planned, yes, fmt, say, counters=counters_in(proc_net))
     if result is not None:
         report(
             result,
@@ -217,6 +219,7 @@ def reset(
     yes: YesOpt = False,
     fmt: FormatOpt = Format.text,
     proc_root: ProcRootOpt = REAL_PROC_SYS,
+    proc_net: ProcNetOpt = REAL_PROC_NET,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     sysctl_dir: SysctlDirOpt = None,
     sysctl_root: SysctlRootOpt = "/",
@@ -231,7 +234,7 @@ def reset(
     planned = engine.plan_reset()
     if fmt is Format.text:
         emit(f"reset from {generation_words(engine.state.current(), planned.from_)}: back to the baseline")
-    result = execute(engine, planned, yes, fmt, say)
+    result = execute(engine, planned, yes, fmt, say, counters=counters_in(proc_net))
     if result is not None:
         report(
             result,

@@ -32,7 +32,7 @@ from ..engine import Options, require_root
 from ..failures import CoreError
 from ..output import emit, emit_diagnostics, emit_json, paint, table, write_file
 from ..plan import STATUS_TEXT, Desired, KeyState
-from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS, Target
+from ..target import DEFAULT_STATE_DIR, REAL_PROC_NET, REAL_PROC_SYS, Target
 from .interrupted import warn_interrupted
 from .options import (
     EXIT_DRIFT,
@@ -45,6 +45,7 @@ from .options import (
     FormatOpt,
     InventoryOpt,
     LimitOpt,
+    ProcNetOpt,
     ProcRootOpt,
     ProfileArg,
     StateDirOpt,
@@ -52,7 +53,7 @@ from .options import (
     SysctlRootOpt,
     YesOpt,
 )
-from .transaction import execute, report, sayer, shown
+from .transaction import counters_in, execute, report, sayer, shown
 
 
 def diff(
@@ -257,6 +258,7 @@ def apply(
     fmt: FormatOpt = Format.text,
     boot_applier: BootApplierOpt = BootApplier.auto,
     proc_root: ProcRootOpt = REAL_PROC_SYS,
+    proc_net: ProcNetOpt = REAL_PROC_NET,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     sysctl_dir: SysctlDirOpt = None,
     sysctl_root: SysctlRootOpt = "/",
@@ -284,7 +286,7 @@ def apply(
             f"profile {desired.name} (fingerprint {desired.fingerprint}) against {proc_root}"
             + (" (dry run)" if dry_run else "")
         )
-    result = execute(engine, planned, yes, fmt, say, dry_run=dry_run)
+    result = execute(engine, planned, yes, fmt, say, dry_run=dry_run, counters=counters_in(proc_net))
     if result is None:
         raise typer.Exit(EXIT_OK)
     if result.file_action == "written":

@@ -4,6 +4,7 @@ The engine decides and acts; this module only renders its values (text on stdout
 progress lines on stderr) and asks for confirmation on a terminal.
 """
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -129,8 +130,38 @@ def transition_dict(t: Transition, *, dry_run: bool) -> dict[str, Any]:
     }
 
 
-def execute(engine: Engine, t: Transition, yes: bool, fmt: Format, say: Say, *, dry_run: bool = False) -> Result | None:
+Counters = tuple[dict[str, int] | None, str | None]
+
+
+def counters_in(proc_net: str) -> Callable[[], Counters]:
+    """The kernel counters ``recommend`` judges (from ``proc_net``) and the network namespace they are read in: what
+    a transaction records in its generation, so that ``recommend`` can judge the counters since then."""
+
+    def read() -> Counters:
+        from ..sockets.counters import counter_snapshot  # only when a transaction is about to run
+
+        counters = counter_snapshot(proc_net) or None
+        try:
+            netns: str | None = os.readlink("/proc/self/ns/net")
+        except OSError:
+            netns = None
+        return counters, netns
+
+    return read
+
+
+def execute(
+    engine: Engine,
+    t: Transition,
+    yes: bool,
+    fmt: Format,
+    say: Say,
+    *,
+    dry_run: bool = False,
+    counters: Callable[[], Counters] | None = None,
+) -> Result | None:
     """Show ``t``; stop there for a dry run; else confirm (if it changes the machine) and execute. None: dry run.
+    ``counters``: read just before the transaction runs, recorded in its generation.
 
     Up to date is decided again under the lock (the engine re-plans there): a transaction running meanwhile makes
     this one wait for nobody and fail clearly, never report "up to date" about a state about to change.
@@ -144,7 +175,8 @@ def execute(engine: Engine, t: Transition, yes: bool, fmt: Format, say: Say, *, 
         return None
     if t.changes_something:
         confirm(yes, confirm_action(t))
-    result = engine.execute(t)
+    read, netns = counters() if counters is not None else (None, None)
+    result = engine.execute(t, counters=read, counters_netns=netns)
     for warning in result.warnings[len(t.warnings) :]:
         say(f"warning: {warning}")
     return result
