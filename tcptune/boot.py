@@ -31,7 +31,7 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
@@ -84,8 +84,8 @@ class KernelView(NamedTuple):
     these are the kernel's defaults, not today's live values (which already carry the last boot's settings).
     """
 
-    names: frozenset[str] | None = None
-    read_only: frozenset[str] = frozenset()
+    names: frozenset[str] | ProcNames | None = None
+    read_only: Container[str] = frozenset()
     initial: Mapping[str, str] = {}
     facts: KernelFacts = KernelFacts()
 
@@ -494,10 +494,12 @@ class _Kernel:
             self.state[path] = Unknown("tcptune does not model how this kernel parses writes to the key")
             return
         current = self.current(path)
+        unsure = False  # whether the write happens at all cannot be told: nor then its devinet side effects
         if skip_if_unchanged:
             if isinstance(current, Unknown):
                 if rule.handler == "devinet":
                     self._devinet_unsure(path, "systemd skips a write equal to the current value, which is not known")
+                    unsure = True
             elif value.decode("latin-1") == kernel_write.show(current):
                 return  # WRITE_STRING_FILE_SUPPRESS_REDUNDANT_VIRTUAL: nothing is written at all
         peer = self.current(_slash(rule.peer)) if rule.peer else None
@@ -509,7 +511,7 @@ class _Kernel:
             track.refused.append((assignment, outcome.reason))
             if outcome.partial:
                 track.source, track.partial = assignment, True
-        if rule.handler == "devinet":
+        if rule.handler == "devinet" and not unsure:
             self._devinet_written(path, assignment)
 
     def _devinet_written(self, path: str, assignment: Assignment) -> None:
@@ -540,9 +542,13 @@ class _Kernel:
                     self.state[other] = Unknown(reason)
                     self.track(other)
 
+    def _listing(self) -> frozenset[str] | None:
+        names = self.view.names
+        return names.listing() if isinstance(names, ProcNames) else names
+
     def _interfaces(self, name: str) -> list[str]:
         """net/ipv4/conf/<if>/<name> for every real interface (not all/default) this kernel has."""
-        names = self.view.names or frozenset()
+        names = self._listing() or frozenset()
         found = []
         for candidate in names:
             parts = candidate.split("/")
@@ -552,11 +558,12 @@ class _Kernel:
 
     def glob(self, pattern: bytes, component_order: bool) -> list[str] | None:
         """Leaf keys matching a glob (per path component, as glob(3) matches); None if it cannot be expanded."""
-        if self.view.names is None or not _glob_supported(pattern):
+        names = self._listing()
+        if names is None or not _glob_supported(pattern):
             return None
         parts = pattern.split(b"/")
         hits = []
-        for name in self.view.names:
+        for name in names:
             candidate = os.fsencode(name).split(b"/")
             if len(candidate) == len(parts) and all(_component_matches(c, p) for c, p in zip(candidate, parts)):
                 hits.append(name)
@@ -800,46 +807,101 @@ def files_read(root: str, applier: Applier | ApplierName, assume: Collection[str
     return None if unknown else files
 
 
+def catalog_defaults() -> dict[str, str]:
+    """Each key's value before any applier ran, where the catalog knows it (slash path -> text): the kernel's
+    default where it does not depend on the machine. Checked against fresh namespaces by the catalog's kernel test
+    and, as ``diff`` uses it, by the boot differential test."""
+    return {entry.name.replace(".", "/"): entry.default for entry in catalog.KEYS if entry.default is not None}
+
+
 MAX_PROC_NAMES = 100_000
 """Most /proc/sys files ``kernel_view`` lists; beyond (thousands of interfaces) globs are left unknown."""
 
 
 def kernel_view(proc_root: str = "/proc/sys", *, limit: int = MAX_PROC_NAMES) -> KernelView:
     """The kernel a boot will meet, as far as this machine can tell: which keys exist and which refuse writes (from
-    a bounded walk of ``proc_root``), and each key's value before the applier runs: the catalog's default where it
-    does not depend on the machine, otherwise unknown (today's live values carry the last boot's settings).
+    ``proc_root``, looked up as the prediction asks: ``ProcNames``), and each key's value before the applier runs:
+    the catalog's default where it does not depend on the machine, otherwise unknown (today's live values carry
+    the last boot's settings).
 
     Inside a child network namespace the boot's own namespace (the host's) is not visible: host-wide keys are
     absent or read-only here. Then which keys exist is not claimed (``names`` None: globs are unknown).
     """
-    initial = {entry.name.replace(".", "/"): entry.default for entry in catalog.KEYS if entry.default is not None}
+    initial = catalog_defaults()
     host_only = os.path.join(proc_root, *HOST_ONLY_PROBE.split("."))
     if os.path.isdir(os.path.join(proc_root, "net", "ipv4")) and not os.path.lexists(host_only):
         return KernelView(None, frozenset(), initial)
-    names: set[str] = set()
-    read_only: set[str] = set()
-    todo = [""]
-    while todo:
-        relative = todo.pop()
-        try:
-            entries = list(os.scandir(os.path.join(proc_root, relative) if relative else proc_root))
-        except OSError:
-            return KernelView(None, frozenset(), initial)  # part of the tree cannot be seen: claim nothing
-        for entry in entries:
-            path = f"{relative}/{entry.name}" if relative else entry.name
+    names = ProcNames(proc_root, limit)
+    return KernelView(names, names.read_only, initial)
+
+
+class ProcNames:
+    """The sysctl files of a /proc/sys tree (slash paths), looked up one by one as the prediction asks, and listed
+    (a bounded walk) only when a glob or an interface default must be expanded: a walk of thousands of files
+    costs more than the whole prediction."""
+
+    def __init__(self, proc_root: str, limit: int = MAX_PROC_NAMES) -> None:
+        self.proc_root = proc_root
+        self.limit = limit
+        self._modes: dict[str, int | None] = {}
+        self._listing: frozenset[str] | None = None
+        self._listed = False
+        self.read_only = _ReadOnly(self)
+
+    def mode(self, path: str) -> int | None:
+        """The file's mode; None if there is none (or the path leaves the tree)."""
+        if path not in self._modes:
+            parts = path.split("/")
+            if not path or path.startswith("/") or ".." in parts:
+                self._modes[path] = None
+            else:
+                try:
+                    self._modes[path] = os.lstat(os.path.join(self.proc_root, path)).st_mode
+                except OSError:
+                    self._modes[path] = None
+        return self._modes[path]
+
+    def __contains__(self, path: object) -> bool:
+        mode = self.mode(path) if isinstance(path, str) else None
+        return mode is not None and stat.S_ISREG(mode)
+
+    def listing(self) -> frozenset[str] | None:
+        """Every file, or None when the tree cannot be read or holds more than ``limit`` (thousands of interfaces)."""
+        if not self._listed:
+            self._listed = True
+            self._listing = self._walk()
+        return self._listing
+
+    def _walk(self) -> frozenset[str] | None:
+        found: list[str] = []
+        todo = [""]
+        while todo:
+            relative = todo.pop()
             try:
-                if entry.is_dir(follow_symlinks=False):
-                    todo.append(path)
-                    continue
-                mode = entry.stat(follow_symlinks=False).st_mode
+                entries = list(os.scandir(os.path.join(self.proc_root, relative) if relative else self.proc_root))
             except OSError:
-                continue  # vanished meanwhile (an interface going away)
-            names.add(path)
-            if not mode & 0o222:
-                read_only.add(path)
-            if len(names) > limit:
-                return KernelView(None, frozenset(), initial)
-    return KernelView(frozenset(names), frozenset(read_only), initial)
+                return None  # part of the tree cannot be seen: claim nothing
+            prefix = f"{relative}/" if relative else ""
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)  # the directory entry's type: no stat(2)
+                except OSError:
+                    continue  # vanished meanwhile (an interface going away)
+                (todo if is_dir else found).append(prefix + entry.name)
+            if len(found) > self.limit:
+                return None
+        return frozenset(found)
+
+
+class _ReadOnly:
+    """Files of a ``ProcNames`` tree that refuse writes (no write bit in their mode)."""
+
+    def __init__(self, names: ProcNames) -> None:
+        self.names = names
+
+    def __contains__(self, path: object) -> bool:
+        mode = self.names.mode(path) if isinstance(path, str) else None
+        return mode is not None and stat.S_ISREG(mode) and not mode & 0o222
 
 
 def _slash(key: str) -> str:
@@ -913,8 +975,6 @@ def detect_applier(root: str = "/", proc: str = "/proc") -> Applier:
     tree = _Tree(root)
     running = os.path.realpath(root) == "/"
     init = _init_system(tree, proc if running else None)
-    sysctl = next((path for path in _SYSCTL_BINARIES if _kind(tree, path) == "file"), None)
-    flavour = _sysctl_flavour(tree, sysctl) if sysctl else None
     if init.startswith("systemd"):
         units = [d + "/systemd-sysctl.service" for d in _UNIT_DIRS]
         unit = next((path for path in units if _kind(tree, path)), "")
@@ -929,6 +989,8 @@ def detect_applier(root: str = "/", proc: str = "/proc") -> Applier:
         return Applier("none", None, f"{init}, and no systemd-sysctl.service with its binary")
     if init.startswith("sysvinit") or init.startswith("openrc"):
         script = next((s for s in ("/etc/init.d/procps", "/etc/init.d/sysctl") if _kind(tree, s) == "file"), None)
+        sysctl = next((path for path in _SYSCTL_BINARIES if _kind(tree, path) == "file"), None)
+        flavour = _sysctl_flavour(tree, sysctl) if sysctl else None
         if script and flavour:
             name, version = flavour
             return Applier(name, version, f"{init} runs {script} ({sysctl})")
@@ -1012,13 +1074,15 @@ def _dpkg_version(tree: _Tree, package: str) -> str | None:
     text = _read(tree, "/var/lib/dpkg/status")
     if text.data is None:
         return None
-    for stanza in text.data.split(b"\n\n"):
-        if re.search(rb"^Package: " + re.escape(package.encode()) + rb"$", stanza, re.M):
-            if not re.search(rb"^Status: .* installed$", stanza, re.M):
-                return None
-            found = re.search(rb"^Version: (\S+)$", stanza, re.M)
-            return found.group(1).decode() if found else None
-    return None
+    header = re.search(rb"(?:^|\n)Package: " + re.escape(package.encode()) + rb"\n", text.data)
+    if header is None:
+        return None
+    end = text.data.find(b"\n\n", header.end())
+    stanza = text.data[header.start() : end if end >= 0 else len(text.data)]
+    if not re.search(rb"^Status: .* installed$", stanza, re.M):
+        return None
+    found = re.search(rb"^Version: (\S+)$", stanza, re.M)
+    return found.group(1).decode() if found else None
 
 
 def _binary_mentions(host: bytes, pattern: bytes) -> bool:

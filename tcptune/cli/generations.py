@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import audit
 from ..desired import engine as make_engine
 from ..desired import state_dir as open_state
 from ..engine import Engine, require_root
-from ..failures import StateError
+from ..failures import RestoreIncomplete, StateError
 from ..output import emit, emit_json, one_line, table
 from ..state import Generation, StateDir
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_NET, REAL_PROC_SYS, Target
@@ -271,4 +272,12 @@ def _recover(engine: Engine, yes: bool, fmt: Format, state_dir: str) -> None:
             f"undo the interrupted {pending.kind} (generation {pending.from_} -> {pending.to}) and return to "
             f"generation {pending.from_}",
         )
-    show_recovery(engine.recover(), fmt, state_dir)
+    try:
+        recovery = engine.recover()
+    except RestoreIncomplete as exc:
+        message = str(exc)
+        audit.tell(lambda: f"recover FAILED: {message}; by {audit.who()}", audit.ERR)
+        raise
+    if recovery.pending is not None:
+        audit.tell(lambda: audit.recovered(recovery))
+    show_recovery(recovery, fmt, state_dir)

@@ -11,8 +11,10 @@ from typing import Any
 
 import typer
 
+from .. import audit
 from ..engine import Engine, Recovery, Result, Transition
 from ..errors import ConfirmationNeeded, TcptuneError
+from ..failures import RestoreIncomplete, Undone
 from ..output import emit, emit_json, one_line, table
 from ..plan import REVERT
 from ..state import FileStep, Generation
@@ -176,7 +178,15 @@ def execute(
     if t.changes_something:
         confirm(yes, confirm_action(t))
     read, netns = counters() if counters is not None else (None, None)
-    result = engine.execute(t, counters=read, counters_netns=netns)
+    try:
+        result = engine.execute(t, counters=read, counters_netns=netns)
+    except (Undone, RestoreIncomplete) as exc:
+        severity = audit.ERR if isinstance(exc, RestoreIncomplete) else audit.WARNING
+        error = exc
+        audit.tell(lambda: audit.failed(t, error), severity)
+        raise
+    if result.generation is not None:
+        audit.tell(lambda: audit.committed(result))
     for warning in result.warnings[len(t.warnings) :]:
         say(f"warning: {warning}")
     return result
