@@ -69,7 +69,7 @@ def diff(
             "-o",
             metavar="FILE",
             help="With --format prometheus or json: write to FILE atomically instead of stdout (for "
-            "node_exporter's textfile collector: -f prometheus -o DIR/tcptune.prom).",
+            "node_exporter's textfile collector: -f prometheus -o DIR/tcptune-drift.prom).",
         ),
     ] = None,
     live_only: Annotated[

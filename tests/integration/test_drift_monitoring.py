@@ -56,7 +56,7 @@ def test_the_services_command_reports_the_namespaces_drift(sandbox: KernelSandbo
             [*sandbox._enter(), *argv], env=sandbox.env(**env), capture_output=True, text=True, timeout=60
         )
         assert out.stdout == "" and "Traceback" not in out.stderr, out.stderr
-        return out.returncode, samples((textfile / "tcptune.prom").read_text())
+        return out.returncode, samples((textfile / "tcptune-drift.prom").read_text())
 
     code, found = check()
     assert code == 0

@@ -122,9 +122,9 @@ def test_the_services_command_writes_the_gauges_into_the_textfile_directory(
     def check() -> tuple[int, dict[str, float]]:
         out = subprocess.run(argv, env={**base, **env, **trees}, capture_output=True, text=True, timeout=60)
         assert out.stdout == "" and "Traceback" not in out.stderr, out.stderr
-        assert os.listdir(textfile) == ["tcptune.prom"]  # no temporary file left behind
+        assert os.listdir(textfile) == ["tcptune-drift.prom"]  # no temporary file left behind
         found = {}
-        for family in text_string_to_metric_families((textfile / "tcptune.prom").read_text()):
+        for family in text_string_to_metric_families((textfile / "tcptune-drift.prom").read_text()):
             for sample in family.samples:
                 found[sample.name + "".join(f" {k}={v}" for k, v in sorted(sample.labels.items()))] = sample.value
         return out.returncode, found
