@@ -4,11 +4,11 @@ answers the shipped engine is given: which keys state files may name, and each k
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from . import catalog
-from .engine import Engine
+from .boot import ApplierName
+from .engine import Engine, boot_from_sysctl_d
 from .errors import TcptuneError
 from .plan import Desired
 from .state import StateDir
@@ -24,7 +24,7 @@ def from_verdict(verdict: Verdict, ref: str) -> Desired:
     profile = verdict.profile
     scopes = {key: entry.scope for key in verdict.values if (entry := catalog.get(key)) is not None}
     source = str(profile.path) if profile.path else ref
-    return Desired(profile.name, profile.fingerprint(), dict(verdict.values), source, scopes)
+    return Desired(profile.name, profile.fingerprint(), dict(verdict.values), source, scopes, frozenset(verdict.raw))
 
 
 def known_key(key: str) -> bool:
@@ -41,9 +41,13 @@ def state_dir(path: str) -> StateDir:
     return StateDir(path, known_key)
 
 
-def engine(target: Target) -> Engine:
-    """The engine as the CLI uses it: the catalog decides which keys state may name."""
-    return Engine(target, known_key, key_scope=key_scope)
+def engine(target: Target, boot_applier: str | None = None) -> Engine:
+    """The engine as the CLI uses it: the catalog decides which keys state may name; a baseline's boot value is
+    what ``boot_applier`` (systemd | procps; None or "auto": the one detected) would set."""
+    chosen: ApplierName | None = "systemd" if boot_applier == "systemd" else None
+    if boot_applier == "procps":
+        chosen = "procps"
+    return Engine(target, known_key, key_scope=key_scope, boot_reader=boot_from_sysctl_d(target, chosen))
 
 
 def current(path: str) -> Desired:
@@ -66,8 +70,3 @@ def current(path: str) -> Desired:
         {key: scope for key in generation.values if (scope := key_scope(key)) is not None},
         frozenset(generation.raw),
     )
-
-
-def kernel_defaults(keys: Iterable[str]) -> dict[str, str]:
-    """The kernel's default of each key the catalog knows one for: what a key no sysctl.d file sets returns to."""
-    return {key: entry.default for key in keys if (entry := catalog.get(key)) and entry.default is not None}

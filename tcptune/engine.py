@@ -7,8 +7,12 @@ the lock, re-reads and re-plans, refuses if anything moved since the plan was sh
 failure it puts everything back, or keeps the pending record for ``Engine.recover`` when it cannot. The core never
 prints: results carry plain words for the CLI or the module to render.
 
-Standard library only (with the shipped ``live``, ``values``, ``persist``, ``plan``, ``state``, ``target`` and
-``failures``): shipped to hosts.
+Every plan is judged by kernel preflight (``preflight``, over facts ``kernelfacts`` reads under the target's
+/proc/sys): a write this kernel would refuse refuses the whole transition up front, nothing written, whatever the
+recipe (an apply, a rollback to a generation whose value the kernel no longer takes, a reset).
+
+Standard library only (with the shipped ``live``, ``values``, ``persist``, ``plan``, ``state``, ``target``,
+``failures``, ``preflight``, ``kernelfacts``, ``catalog``, ``kernel_write`` and ``boot``): shipped to hosts.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import stat
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple, NoReturn
 
-from . import persist
+from . import boot, kernelfacts, persist, preflight
 from .failures import Refused, RestoreIncomplete, StateError, Undone
 from .live import LiveValue, ProcSys, WriteFailed, WriteOutcome, put_back, write_all
 from .plan import (
@@ -27,6 +31,8 @@ from .plan import (
     MISSING,
     OK,
     READ_ONLY,
+    REFUSED,
+    REVERT,
     STATUS_TEXT,
     Change,
     Desired,
@@ -167,6 +173,8 @@ class Facts(NamedTuple):
     boot: Mapping[str, str | None]
     """What the sysctl.d files, tcptune's own excluded, set at boot for keys that become managed."""
     own_file: str
+    kernel: kernelfacts.Facts | None = None
+    """What kernel preflight judges the writes by (None: not judged)."""
 
 
 def transition(recipe: Recipe, facts: Facts, key_scope: Callable[[str], str | None] | None = None) -> Transition:
@@ -209,6 +217,8 @@ def transition(recipe: Recipe, facts: Facts, key_scope: Callable[[str], str | No
         scopes=scopes,
         revert=reverts,
     )
+    if facts.kernel is not None:
+        full = preflighted(full, values, facts.kernel, raw)
     runnable, skipped, refuse = split_blocked(
         full, skip_missing=options.skip_missing, skip_readonly=options.skip_readonly
     )
@@ -230,6 +240,8 @@ def transition(recipe: Recipe, facts: Facts, key_scope: Callable[[str], str | No
             baseline[key] = Baseline(text, facts.boot.get(key))
 
     warnings = [f"skipping {k.key}: {STATUS_TEXT[k.status]}" + (f" ({k.note})" if k.note else "") for k in skipped]
+    written = {c.key for c in runnable.changes}
+    warnings += [f"{k.key}: {'; '.join(k.reasons)}" for k in runnable.keys if k.key in written and k.reasons]
     warnings += [f"{k.key} leaves management; {k.note}" for k in runnable.reverts if k.note not in (None, AT_BASELINE)]
     if released:
         warnings.append(
@@ -348,7 +360,7 @@ def _check_path(recorded: str, own_file: str, which: str) -> None:
 
 
 def _blocked_refusal(refuse: list[KeyState], kind: str) -> str:
-    lines = [f"{k.key}: {STATUS_TEXT[k.status]}" + (f": {k.note}" if k.note else "") for k in refuse]
+    lines = [f"{k.key}: {_BLOCKED_TEXT.get(k.status, k.status)}" + (f": {k.note}" if k.note else "") for k in refuse]
     hints = []
     if any(k.status == MISSING for k in refuse):
         hints.append("--skip-missing applies the rest and skips keys this kernel lacks")
@@ -360,20 +372,75 @@ def _blocked_refusal(refuse: list[KeyState], kind: str) -> str:
     return text
 
 
+_BLOCKED_TEXT = {**STATUS_TEXT, REFUSED: "refused by this kernel"}
+
+
+def read_kernel(target: Target, keys: Iterable[str]) -> kernelfacts.Facts:
+    """Kernel preflight's facts for ``keys`` (their live values included), read under the target's /proc/sys."""
+    return kernelfacts.read_facts(target.proc, preflight.keys_to_read(keys), real_kernel=target.is_real_kernel)
+
+
+def preflighted(current: Plan, values: Mapping[str, str], kernel: kernelfacts.Facts, raw: Iterable[str] = ()) -> Plan:
+    """``current`` with kernel preflight's verdict on every key: a wanted key whose write this kernel refuses becomes
+    ``refused`` (and blocks the plan); a revert the kernel would refuse is left as it is, with the reason.
+
+    The writes are judged together, in apply's order (a port range against the start written before it), reverts
+    to their baseline included.
+    """
+    wanted = dict(values)
+    wanted.update({c.key: c.new for c in current.changes if c.key not in values})
+    verdicts = preflight.check(wanted, kernel, frozenset(raw))
+    folded = preflight.fold(current, verdicts)
+    refused = {k.key for k in folded.keys if k.status == REVERT and k.preflight == preflight.REFUSED}
+    if not refused:
+        return folded
+    keys = tuple(
+        k._replace(note=f"this kernel would refuse {k.desired!r} ({'; '.join(k.reasons)}): left as it is")
+        if k.key in refused
+        else k
+        for k in folded.keys
+    )
+    return Plan(folded.profile, folded.fingerprint, keys, tuple(c for c in folded.changes if c.key not in refused))
+
+
 # ---- the engine: reading facts, executing, recovering ----------------------------------------------------------------
 
 
-def boot_from_sysctl_d(target: Target) -> Callable[[Iterable[str]], dict[str, str | None]]:
-    """What the sysctl.d files set at boot per key, tcptune's own file excluded (a baseline's boot value)."""
+def image_path(target: Target, path: str) -> str | None:
+    """``path`` (a file of this machine) as the boot applier names it inside the target's sysctl root; None when it
+    is outside that tree (a --sysctl-dir elsewhere: never read at boot)."""
+    root = os.path.abspath(target.sysctl_root)
+    absolute = os.path.abspath(path)
+    if root == "/":
+        return absolute
+    if os.path.commonpath([root, absolute]) != root:
+        return None
+    return "/" + os.path.relpath(absolute, root)
+
+
+def boot_from_sysctl_d(
+    target: Target, applier: boot.Applier | boot.ApplierName | None = None
+) -> Callable[[Iterable[str]], dict[str, str | None]]:
+    """What the boot applier (``applier``, default: the one detected under the sysctl root) sets per key from the
+    sysctl.d files, tcptune's own file excluded (a baseline's boot value); None where no file sets a key, or the
+    value cannot be told."""
+    chosen: list[boot.Applier | boot.ApplierName] = [applier] if applier is not None else []
 
     def read(keys: Iterable[str]) -> dict[str, str | None]:
-        own = os.path.abspath(target.own_file)
-        found = persist.boot_values(target.sysctl_root, keys)
-        result: dict[str, str | None] = {}
-        for key, value in found.items():
-            entries = [e for e in (*value.overridden, value.effective) if os.path.abspath(e.file) != own]
-            result[key] = entries[-1].value if entries else None
-        return result
+        if not chosen:
+            chosen.append(boot.detect_applier(target.sysctl_root))
+        own = image_path(target, target.own_file)
+        found = boot.predict(
+            target.sysctl_root,
+            list(keys),
+            chosen[0],
+            boot.kernel_view(target.proc_root),
+            exclude=[own] if own else [],
+        )
+        return {
+            key: " ".join(p.value.split()) if p.status in ("ok", "partial") and p.value is not None else None
+            for key, p in found.items()
+        }
 
     return read
 
@@ -383,7 +450,8 @@ class Engine:
 
     ``known_key`` decides which keys state files may name (the catalog). ``before_write(key)`` runs before each
     write to /proc/sys (unit tests inject delays and failures there); ``boot_reader`` predicts boot values
-    (default: the sysctl.d files); ``key_scope`` gives a key's scope for notes ("netns"/"global").
+    (default: ``boot_from_sysctl_d``, by the detected boot applier); ``key_scope`` gives a key's scope for notes
+    ("netns"/"global").
     """
 
     def __init__(
@@ -435,7 +503,8 @@ class Engine:
             keys |= set(recipe.desired.values)
         if target is not None:
             keys |= set(target.values)
-        live = self.target.proc.read_many(sorted(keys))
+        kernel = read_kernel(self.target, keys)
+        live = {key: kernel.live[key] for key in keys}
         new_keys = keys - (set(current.values) if current else set())
         boot = dict(self.boot_reader(sorted(new_keys))) if new_keys else {}
         # the file is read (and a FIFO or link there refused) only when this transition may touch it
@@ -444,7 +513,7 @@ class Engine:
         else:
             needs_file = bool((current and current.file) or (target and target.file))
         file_text = self._read_own_file() if needs_file else None
-        return Facts(current_number, current, target, live, file_text, boot, self.target.own_file)
+        return Facts(current_number, current, target, live, file_text, boot, self.target.own_file, kernel)
 
     def _read_own_file(self) -> str | None:
         path = self.target.own_file
@@ -463,9 +532,14 @@ class Engine:
 
     # ---- executing ---------------------------------------------------------------------------------------------------
 
-    def execute(self, confirmed: Transition, counters: Mapping[str, int] | None = None) -> Result:
+    def execute(
+        self, confirmed: Transition, counters: Mapping[str, int] | None = None, counters_netns: str | None = None
+    ) -> Result:
         """Run ``confirmed`` (the transition the user saw). Raises Refused when nothing was changed, Undone when a
-        step failed and everything was put back, RestoreIncomplete (pending kept) when that failed too."""
+        step failed and everything was put back, RestoreIncomplete (pending kept) when that failed too.
+
+        ``counters`` (read in network namespace ``counters_netns``) are recorded in the new generation: the start
+        of the window ``recommend`` judges counters over."""
         require_root(self.target, confirmed.kind)
         with self.state.lock():
             if self.state.has_pending():
@@ -487,7 +561,10 @@ class Engine:
             if current.file is not None:
                 self._check_file_target()
             generation = current.generation._replace(
-                created=now_text(), by=made_by(), counters=dict(counters) if counters is not None else None
+                created=now_text(),
+                by=made_by(),
+                counters=dict(counters) if counters is not None else None,
+                counters_netns=counters_netns if counters is not None else None,
             )
             writes = [c._replace(old=" ".join(c.old.split())) for c in current.writes]  # the kernel prints tabs
             record = Pending(

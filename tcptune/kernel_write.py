@@ -13,11 +13,11 @@ Whatever cannot be told exactly is an ``Unknown`` with its reason, never a guess
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Tuple, Union  # noqa: UP035
 
 from .catalog import KernelWrite
 
-Value = tuple[int, ...] | str
+Value = Union[Tuple[int, ...], str]  # noqa: UP006, UP007 - evaluated at run time on hosts (Python >= 3.8)
 
 INT_MAX = 2**31 - 1
 UINT_MAX = 2**32 - 1
@@ -39,7 +39,7 @@ class Unknown:
     reason: str
 
 
-State = Value | Unknown
+State = Union[Value, Unknown]  # noqa: UP007 - evaluated at run time on hosts (Python >= 3.8)
 
 
 class KernelFacts(NamedTuple):

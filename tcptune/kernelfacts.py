@@ -36,7 +36,8 @@ class Facts(NamedTuple):
     can_load_modules: bool | None = None
     """False without module support (no kernel.modprobe) or with kernel.modules_disabled = 1."""
     modules: frozenset[str] | None = None
-    """Module names found in modules.dep / modules.builtin for this release; None if not readable."""
+    """Module names found in modules.dep / modules.builtin for this release; None if not readable (or not needed:
+    only a tcp_congestion_control write asks)."""
     live: Mapping[str, LiveValue] = {}
     """Every key the check needs, as /proc/sys shows it now."""
 
@@ -67,13 +68,14 @@ def read_facts(
     wanted |= {"net.ipv4.tcp_available_congestion_control", "net.ipv4.tcp_allowed_congestion_control"}
     live = proc.read_many(sorted(wanted))
     release = _text(live["kernel.osrelease"]) or (os.uname().release if real_kernel else None)
+    congestion = "net.ipv4.tcp_congestion_control" in wanted  # modules.dep (a megabyte) is read only for it
     return Facts(
         release=release,
         child_netns=_child_netns(proc, live[HOST_ONLY_PROBE]),
         available_cc=_names(live["net.ipv4.tcp_available_congestion_control"]),
         allowed_cc=_names(live["net.ipv4.tcp_allowed_congestion_control"]),
         can_load_modules=_can_load_modules(live["kernel.modprobe"], live["kernel.modules_disabled"]),
-        modules=_modules(modules_root, release) if real_kernel and release else None,
+        modules=_modules(modules_root, release) if real_kernel and release and congestion else None,
         live=live,
     )
 

@@ -213,13 +213,13 @@ def split_blocked(
     """(the plan without skipped keys, the skipped keys, the keys that must refuse the whole plan).
 
     Keys that cannot be set here (missing on this kernel, read-only) refuse the plan unless told to skip them;
-    an unreadable key always refuses it.
+    an unreadable key, and a write kernel preflight says this kernel refuses, always refuse it.
     """
     blocked = current.blocked
     refuse = [
         k
         for k in blocked
-        if k.status == UNREADABLE
+        if k.status in (UNREADABLE, REFUSED)
         or (k.status == MISSING and not skip_missing)
         or (k.status == READ_ONLY and not skip_readonly)
     ]
@@ -243,4 +243,3 @@ def without(plan_: Plan, keys: set[str]) -> Plan:
         tuple(k for k in plan_.keys if k.key not in keys),
         tuple(c for c in plan_.changes if c.key not in keys),
     )
-    """ok | differs | missing | read-only | unreadable | refused | revert."""

@@ -108,7 +108,9 @@ def fold(plan_: Plan, verdicts: Mapping[str, Verdict]) -> Plan:
         if verdict.refused and state.status == DIFFERS:
             state = state._replace(status=REFUSED, note=verdict.reason)
         elif verdict.refused and state.status in (MISSING, READ_ONLY):
-            state = state._replace(note=verdict.reason.removeprefix("missing: "))
+            reason = verdict.reason
+            note = reason[len("missing: ") :] if reason.startswith("missing: ") else reason  # 3.8: no removeprefix
+            state = state._replace(note=note)
         states.append(state)
     refused = {s.key for s in states if s.status == REFUSED}
     changes = tuple(c for c in plan_.changes if c.key not in refused)

@@ -83,7 +83,8 @@ def counter_baseline(generation: Mapping[str, Any]) -> CounterBaseline | None:
         return None
     if stamp.tzinfo is None:
         return None
-    label = f"generation {number} was applied" if type(number) is int else "the last apply"
+    made = {"rollback": "(a rollback) was made", "reset": "(a reset) was made"}.get(str(generation.get("kind")))
+    label = f"generation {number} {made or 'was applied'}" if type(number) is int else "the last apply"
     return CounterBaseline(dict(counters), stamp.timestamp(), label, netns if isinstance(netns, str) else None)
 
 

@@ -37,7 +37,23 @@ PARTIALS = HERE / "templates" / "partials"
 MODULE_SOURCE = HERE / "module" / "tcptune_sysctl.py"
 NSHOSTS_SOURCE = HERE / "nshosts.py"
 PACKAGE = HERE.parent
-SHIPPED_CORE = ("failures", "values", "live", "persist", "plan", "state", "target", "engine", "keycheck", "owners")
+SHIPPED_CORE = (
+    "failures",
+    "values",
+    "live",
+    "persist",
+    "plan",
+    "state",
+    "target",
+    "engine",
+    "keycheck",
+    "owners",
+    "catalog",
+    "kernel_write",
+    "kernelfacts",
+    "boot",
+    "preflight",
+)
 """tcptune's modules that run on hosts (standard library only, relative imports among themselves), copied
 byte-identically into one package with ``keyfacts.py`` (the catalog's facts, generated) beside them."""
 CORE_IMPORT = "ansible.module_utils.tcptune_core"

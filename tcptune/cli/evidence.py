@@ -19,6 +19,7 @@ from .interrupted import warn_interrupted
 from .options import Format, FormatOpt, ProcNetOpt, ProcRootOpt, SourceOpt, StateDirOpt, StatusFormat, TopOpt
 
 if TYPE_CHECKING:
+    from ..recommend import CounterBaseline
     from ..sockets import Evidence
 
 
@@ -173,6 +174,7 @@ def recommend(
     if sample is not None and not 0 < sample <= 86400:  # sleep() overflows on inf and 1e308
         raise typer.BadParameter("must be a positive number of seconds, at most 86400", param_hint="--sample")
     warn_interrupted(state_dir)
+    baseline, problem = (None, None) if sample is not None else _since_last_transaction(state_dir)
     found = take_recommendation(
         thresholds=Thresholds(min_sockets=min_sockets),
         proc_root=proc_root,
@@ -184,7 +186,10 @@ def recommend(
         base=base,
         force=force,
         state_dir=state_dir,
+        baseline=baseline,
     )
+    if problem:
+        found = found._replace(notes=(problem, *found.notes))
     evidence = found.evidence
     if fmt is Format.json:
         emit_json(
@@ -213,3 +218,17 @@ def recommend(
     elif found.written:
         written = found.written
         emit(f"wrote {written.path} (extends {written.extends}): review it, then 'tcptune diff {write}'")
+
+
+def _since_last_transaction(state_dir: str) -> "tuple[CounterBaseline | None, str | None]":
+    """The counters the current generation recorded when it was committed: without --sample, ``recommend`` judges
+    the counters' changes since then. (None, why) when they cannot be read; (None, None) when there are none."""
+    from ..desired import state_dir as open_state
+    from ..failures import CoreError
+    from ..recommend import counter_baseline
+
+    try:
+        generation = open_state(state_dir).current()
+    except CoreError as exc:
+        return None, f"counters since the last apply not read ({exc}): counters judged without a window"
+    return (counter_baseline(generation.as_json()) if generation is not None else None), None

@@ -6,13 +6,14 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import audit
 from ..desired import engine as make_engine
 from ..desired import state_dir as open_state
 from ..engine import Engine, require_root
-from ..failures import StateError
+from ..failures import RestoreIncomplete, StateError
 from ..output import emit, emit_json, one_line, table
 from ..state import Generation, StateDir
-from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS, Target
+from ..target import DEFAULT_STATE_DIR, REAL_PROC_NET, REAL_PROC_SYS, Target
 from .complete import complete_generation
 from .interrupted import warn_interrupted
 from .options import (
@@ -21,13 +22,14 @@ from .options import (
     FormatOpt,
     InventoryOpt,
     LimitOpt,
+    ProcNetOpt,
     ProcRootOpt,
     StateDirOpt,
     SysctlDirOpt,
     SysctlRootOpt,
     YesOpt,
 )
-from .transaction import confirm, execute, generation_words, report, sayer, show_recovery, shown
+from .transaction import confirm, counters_in, execute, generation_words, report, sayer, show_recovery, shown
 
 _PAST = {"written": "wrote", "removed": "removed"}
 
@@ -183,6 +185,7 @@ def rollback(
     yes: YesOpt = False,
     fmt: FormatOpt = Format.text,
     proc_root: ProcRootOpt = REAL_PROC_SYS,
+    proc_net: ProcNetOpt = REAL_PROC_NET,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     sysctl_dir: SysctlDirOpt = None,
     sysctl_root: SysctlRootOpt = "/",
@@ -216,7 +219,7 @@ def rollback(
             f"roll back from {generation_words(current, planned.from_)} "
             f"to {generation_words(planned.target, planned.recipe.to or 0)}"
         )
-    result = execute(engine, planned, yes, fmt, say)
+    result = execute(engine, planned, yes, fmt, say, counters=counters_in(proc_net))
     if result is not None:
         report(
             result,
@@ -233,6 +236,7 @@ def reset(
     yes: YesOpt = False,
     fmt: FormatOpt = Format.text,
     proc_root: ProcRootOpt = REAL_PROC_SYS,
+    proc_net: ProcNetOpt = REAL_PROC_NET,
     state_dir: StateDirOpt = DEFAULT_STATE_DIR,
     sysctl_dir: SysctlDirOpt = None,
     sysctl_root: SysctlRootOpt = "/",
@@ -247,7 +251,7 @@ def reset(
     planned = engine.plan_reset()
     if fmt is Format.text:
         emit(f"reset from {generation_words(engine.state.current(), planned.from_)}: back to the baseline")
-    result = execute(engine, planned, yes, fmt, say)
+    result = execute(engine, planned, yes, fmt, say, counters=counters_in(proc_net))
     if result is not None:
         report(
             result,
@@ -284,4 +288,12 @@ def _recover(engine: Engine, yes: bool, fmt: Format, state_dir: str) -> None:
             f"undo the interrupted {pending.kind} (generation {pending.from_} -> {pending.to}) and return to "
             f"generation {pending.from_}",
         )
-    show_recovery(engine.recover(), fmt, state_dir)
+    try:
+        recovery = engine.recover()
+    except RestoreIncomplete as exc:
+        message = str(exc)
+        audit.tell(lambda: f"recover FAILED: {message}; by {audit.who()}", audit.ERR)
+        raise
+    if recovery.pending is not None:
+        audit.tell(lambda: audit.recovered(recovery))
+    show_recovery(recovery, fmt, state_dir)

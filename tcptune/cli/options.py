@@ -29,6 +29,18 @@ class ShowFormat(str, Enum):
     sysctl = "sysctl"
 
 
+class DiffFormat(str, Enum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+class BootApplier(str, Enum):
+    auto = "auto"
+    systemd = "systemd"
+    procps = "procps"
+
+
 class StatusFormat(str, Enum):
     text = "text"
     json = "json"
@@ -82,6 +94,17 @@ SysctlRootOpt = Annotated[
         show_default=True,
         help="Root of the tree whose sysctl.d directories (and sysctl.conf) predict boot-time values: a container "
         "image or a mounted system, say.",
+    ),
+]
+
+BootApplierOpt = Annotated[
+    BootApplier,
+    typer.Option(
+        "--boot-applier",
+        envvar="TCPTUNE_BOOT_APPLIER",
+        help="Which program applies sysctl.d at boot, for the after-reboot prediction: auto (detected from PID 1, "
+        "the installed units and the image under the sysctl root), systemd (systemd-sysctl) or procps "
+        "('sysctl --system').",
     ),
 ]
 

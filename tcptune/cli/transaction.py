@@ -4,14 +4,17 @@ The engine decides and acts; this module only renders its values (text on stdout
 progress lines on stderr) and asks for confirmation on a terminal.
 """
 
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
 
 import typer
 
+from .. import audit
 from ..engine import Engine, Recovery, Result, Transition
 from ..errors import ConfirmationNeeded, TcptuneError
+from ..failures import RestoreIncomplete, Undone
 from ..output import emit, emit_json, one_line, table, terminal_columns, wrap_words
 from ..plan import REVERT
 from ..state import FileStep, Generation
@@ -66,14 +69,22 @@ def file_words(step: FileStep) -> str:
 
 def show_transition(t: Transition, fmt: Format, say: Say, *, dry_run: bool = False) -> None:
     """The plan as a user confirms it: the writes in order (changes and reverts), warnings, a summary, the file."""
+    raw = {k.key for k in t.plan.keys if k.raw}
     if fmt is Format.text and t.writes:
         table(
             ["key", "live", "new", "action"],
             [
-                (c.key, shown(c.old), c.new, "revert to baseline" if _status(t, c.key) == REVERT else "change")
+                (
+                    f"{c.key} (raw)" if c.key in raw else c.key,
+                    shown(c.old),
+                    c.new,
+                    "revert to baseline" if _status(t, c.key) == REVERT else "change",
+                )
                 for c in t.writes
             ],
         )
+    if raw & {c.key for c in t.writes}:
+        say(f"(raw) {len(raw)} key(s) from the profile's raw: mapping, unchecked by the catalog")
     for warning in t.warnings:
         say(f"warning: {warning}")
     reverts = sum(_status(t, c.key) == REVERT for c in t.writes)
@@ -122,8 +133,38 @@ def transition_dict(t: Transition, *, dry_run: bool) -> dict[str, Any]:
     }
 
 
-def execute(engine: Engine, t: Transition, yes: bool, fmt: Format, say: Say, *, dry_run: bool = False) -> Result | None:
+Counters = tuple[dict[str, int] | None, str | None]
+
+
+def counters_in(proc_net: str) -> Callable[[], Counters]:
+    """The kernel counters ``recommend`` judges (from ``proc_net``) and the network namespace they are read in: what
+    a transaction records in its generation, so that ``recommend`` can judge the counters since then."""
+
+    def read() -> Counters:
+        from ..sockets.counters import counter_snapshot  # only when a transaction is about to run
+
+        counters = counter_snapshot(proc_net) or None
+        try:
+            netns: str | None = os.readlink("/proc/self/ns/net")
+        except OSError:
+            netns = None
+        return counters, netns
+
+    return read
+
+
+def execute(
+    engine: Engine,
+    t: Transition,
+    yes: bool,
+    fmt: Format,
+    say: Say,
+    *,
+    dry_run: bool = False,
+    counters: Callable[[], Counters] | None = None,
+) -> Result | None:
     """Show ``t``; stop there for a dry run; else confirm (if it changes the machine) and execute. None: dry run.
+    ``counters``: read just before the transaction runs, recorded in its generation.
 
     Up to date is decided again under the lock (the engine re-plans there): a transaction running meanwhile makes
     this one wait for nobody and fail clearly, never report "up to date" about a state about to change.
@@ -137,7 +178,16 @@ def execute(engine: Engine, t: Transition, yes: bool, fmt: Format, say: Say, *, 
         return None
     if t.changes_something:
         confirm(yes, confirm_action(t))
-    result = engine.execute(t)
+    read, netns = counters() if counters is not None else (None, None)
+    try:
+        result = engine.execute(t, counters=read, counters_netns=netns)
+    except (Undone, RestoreIncomplete) as exc:
+        severity = audit.ERR if isinstance(exc, RestoreIncomplete) else audit.WARNING
+        error = exc
+        audit.tell(lambda: audit.failed(t, error), severity)
+        raise
+    if result.generation is not None:
+        audit.tell(lambda: audit.committed(result))
     for warning in result.warnings[len(t.warnings) :]:
         say(f"warning: {warning}")
     return result

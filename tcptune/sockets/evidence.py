@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import LiveStateError, UsageError
+from ..target import REAL_PROC_NET
 from .counters import COUNTERS, read_counters, read_sockstat
 from .netlink import read_listeners, read_netlink
 from .owners import Owner, lookup_owners
@@ -18,7 +19,7 @@ from .states import CLOSE_WAIT, ESTABLISHED, N_STATES, TCP_STATES, TIME_WAIT
 from .tally import Listener, SocketCounts, format_address, port_and_direction
 from .wire import SourceUnavailable, address_key
 
-DEFAULT_PROC_NET = "/proc/net"
+DEFAULT_PROC_NET = REAL_PROC_NET
 DEFAULT_PROC = "/proc"
 SYSCTL_KEYS: tuple[str, ...] = (
     "net.ipv4.ip_local_port_range",

@@ -121,6 +121,7 @@ class KernelSandbox:
             TCPTUNE_SYSCTL_ROOT=str(self.sysctl_root),
             NO_COLOR="1",
             COLUMNS="200",
+            TCPTUNE_LOG_SOCKET="",  # not into the machine's journal (a test binds its own socket to read them)
         )
         env.update(extra)
         return env

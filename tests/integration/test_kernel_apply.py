@@ -33,6 +33,7 @@ GUARDED = (
     "net.ipv4.ip_local_port_range",
     "net.ipv4.ip_unprivileged_port_start",
     "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_app_win",
     "net.core.rmem_max",
     "kernel.pid_max",
 )
@@ -184,20 +185,40 @@ def test_reset_restores_the_baseline_and_the_file_that_was_there(sandbox: Kernel
 
 
 def test_failure_midway_restores_the_keys_already_written(sandbox: KernelSandbox) -> None:
+    # tcp_app_win takes 0..31; as a raw: key (unchecked by the catalog, its bounds unknown to kernel preflight) 32
+    # gets as far as the kernel, which refuses it after net.core.* were written.
+    before = values(sandbox, (*KEYS, "net.ipv4.tcp_app_win"))
+    text = PROFILE + "raw:\n  net.ipv4.tcp_app_win: 32\n"
+    result = sandbox.run("apply", "--yes", profile(sandbox, text))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "apply failed at net.ipv4.tcp_app_win" in result.stderr
+    assert "the kernel rejected '32' as invalid" in result.stderr
+    assert "Errno" not in result.stderr
+    assert "restored (net.core.somaxconn, net.core.optmem_max); nothing is changed" in result.stderr
+    assert values(sandbox, (*KEYS, "net.ipv4.tcp_app_win")) == before
+    assert not (sandbox.sysctl_dir / "90-tcptune.conf").exists()
+    assert generations(sandbox) == [] and not (sandbox.state_dir / "pending.json").exists()
+
+
+def test_a_port_range_the_live_start_forbids_is_refused_before_any_write(sandbox: KernelSandbox) -> None:
     # The kernel refuses a port range whose low end is below ip_unprivileged_port_start. Validation cannot know
-    # the live start (raised here), so the failure happens for real, after net.core.* were written.
+    # the live start (raised here); kernel preflight does, and nothing is written: not even with --dry-run.
     sandbox.write("net.ipv4.ip_unprivileged_port_start", "20000")
     before = values(sandbox, (*KEYS, "net.ipv4.ip_local_port_range"))
     text = PROFILE + '  net.ipv4.ip_local_port_range: "15000 60999"\n'
+    diff = sandbox.run("diff", "--live-only", "--format", "json", profile(sandbox, text))
+    assert diff.returncode == 2
+    rows = {row["key"]: row for row in json.loads(diff.stdout)["keys"]}
+    assert rows["net.ipv4.ip_local_port_range"]["status"] == "refused"
+    assert "ip_unprivileged_port_start (20000)" in rows["net.ipv4.ip_local_port_range"]["note"]
+    assert rows["net.ipv4.ip_local_port_range"]["preflight"]["outcome"] == "refused"
+    assert sandbox.run("apply", "--dry-run", profile(sandbox, text)).returncode == 1
     result = sandbox.run("apply", "--yes", profile(sandbox, text))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "apply failed at net.ipv4.ip_local_port_range" in result.stderr
-    assert "the low port must be at least net.ipv4.ip_unprivileged_port_start" in result.stderr
-    assert "Errno" not in result.stderr
-    assert "restored (net.core.somaxconn, net.core.optmem_max); nothing is changed" in result.stderr
+    assert "nothing was changed" in result.stderr
+    assert "net.ipv4.ip_local_port_range: refused by this kernel" in result.stderr
     assert values(sandbox, (*KEYS, "net.ipv4.ip_local_port_range")) == before
-    assert not (sandbox.sysctl_dir / "90-tcptune.conf").exists()
-    assert generations(sandbox) == [] and not (sandbox.state_dir / "pending.json").exists()
+    assert generations(sandbox) == [] and not (sandbox.sysctl_dir / "90-tcptune.conf").exists()
 
 
 def test_a_global_key_is_read_only_here_and_refused_before_any_write(sandbox: KernelSandbox) -> None:
@@ -288,9 +309,16 @@ def test_concurrent_transactions_one_runs_even_with_the_lock_file_deleted(sandbo
 def test_diff_as_json_and_persistence_override_inside_the_namespace(sandbox: KernelSandbox) -> None:
     path = profile(sandbox)
     assert sandbox.run("apply", "--yes", path).returncode == 0
+    unknown = sandbox.run("diff", path)  # the sysroot has no init to tell which program applies sysctl.d at boot
+    assert unknown.returncode == 0, unknown.stdout + unknown.stderr
+    assert "of 5 key(s) cannot be predicted" in unknown.stderr and "unknown for every key" in unknown.stdout
+    assert sandbox.run("diff", "--boot-applier", "systemd", path).returncode == 0
     later = sandbox.sysctl_dir / "99-local.conf"
     later.write_text("# local admin\nnet.ipv4.tcp_fin_timeout = 30\n")
-    diff = sandbox.run("diff", "--format", "json", path)
+    reapplied = sandbox.run("apply", "--yes", "--boot-applier", "procps", profile(sandbox, PROFILE.replace("17", "18")))
+    assert f"warning: net.ipv4.tcp_fin_timeout: {later}:2 sets 30 and overrides " in reapplied.stdout
+    assert sandbox.run("apply", "--yes", path).returncode == 0
+    diff = sandbox.run("diff", "--format", "json", "--boot-applier", "systemd", path)
     assert diff.returncode == 2
     rows = {row["key"]: row for row in json.loads(diff.stdout)["keys"]}
     boot = rows["net.ipv4.tcp_fin_timeout"]["boot"]

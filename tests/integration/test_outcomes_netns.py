@@ -9,6 +9,7 @@ next to tuned's profiles.
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import pytest
@@ -79,6 +80,9 @@ def test_accept_queue_overflows_stop_with_somaxconn_raised_where_it_caps_and_do_
     assert outcome.details["after"]["ListenOverflows"] == 0 and outcome.values[TCPTUNE] == 0
     again = outcome.details["second_recommendation"]  # same bursts, after the fix: nothing to raise again
     assert "listen-overflows" not in again["findings"] and "net.core.somaxconn" not in again["suggested"]
+    since = outcome.details["since_apply_recommendation"]  # no --sample: judged since the apply, not since boot
+    assert re.fullmatch(r"the (\d+ s|\d+ min \d+ s) since generation 1 was applied", since["window"]), since
+    assert "listen-overflows" not in since["findings"] and "net.core.somaxconn" not in since["suggested"]
 
 
 def test_accept_queue_overflows_from_a_small_application_backlog_do_not_raise_somaxconn() -> None:

@@ -356,6 +356,9 @@ def accept_overflow(
         if check_ratchet:
             _rate, _measured, again = _bursts_with_recommend(host, clients, sample)
             outcome.details["second_recommendation"] = again.summary()
+            # without --sample: the counters since the apply (recorded in its generation), not since boot
+            since = recommend(host, name="since-apply")
+            outcome.details["since_apply_recommendation"] = since.summary()
     for profile in tuned_profiles.PROFILES if tuned else ():
         with Lab() as lab:
             host, clients = _server_and_clients(lab)

@@ -52,6 +52,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("TCPTUNE_PROC_ROOT", str(e.proc))
     monkeypatch.setenv("TCPTUNE_STATE_DIR", str(e.state))
     monkeypatch.setenv("TCPTUNE_SYSCTL_ROOT", str(e.sysctl_root))
+    monkeypatch.setenv("TCPTUNE_BOOT_APPLIER", "systemd")  # the tree has no init to detect it from
     monkeypatch.delenv("TCPTUNE_SYSCTL_DIR", raising=False)
     monkeypatch.setattr(sys, "stdin", open("/dev/null"))  # noqa: SIM115 - closed by pytest at exit
     return e

@@ -5,6 +5,7 @@ Some need a real process (closed or full standard output, the output encoding), 
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
@@ -191,16 +192,22 @@ def test_status_output_to_a_link_fifo_or_socket_is_refused(
 
 
 @pytest.mark.timeout(60)
-def test_diff_skips_a_fifo_in_sysctl_d_with_a_warning(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_fifo_in_sysctl_d_makes_the_boot_view_unknown_never_blocks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "root"
     (root / "etc/sysctl.d").mkdir(parents=True)
     os.mkfifo(root / "etc/sysctl.d/50-fifo.conf")
+    argv = ["diff", "base", "--proc-root", str(SOCKETS / "proc_sys"), "--sysctl-root", str(root)]
+    assert run([*argv, "--boot-applier", "systemd", "--format", "json"]) in (0, 2)
+    data = json.loads(capsys.readouterr().out)
+    assert data["summary"]["boot_unknown"] == data["summary"]["keys"] > 0
+    reasons = {row["boot"]["reason"] for row in data["keys"]}
+    why = "is not a regular file (the applier would block on it or read a device)"
+    assert reasons == {f"/etc/sysctl.d/50-fifo.conf {why}"}
+    os.unlink(root / "etc/sysctl.d/50-fifo.conf")
     (root / "usr/lib/sysctl.d").mkdir(parents=True)
     (root / "usr/lib/sysctl.d/60-big.conf").write_text("#" * (1 << 20) + "\n")
-    assert run(["diff", "base", "--proc-root", str(SOCKETS / "proc_sys"), "--sysctl-root", str(root)]) in (0, 2)
-    err = capsys.readouterr().err.splitlines()
-    assert (
-        f"tcptune: warning: skipped {root}/etc/sysctl.d/50-fifo.conf when predicting boot values: it is a FIFO"
-        in (err[0])
-    )
-    assert "60-big.conf when predicting boot values: it is larger than 1048576 bytes" in err[1]
+    assert run([*argv, "--boot-applier", "systemd"]) in (0, 2)
+    out = capsys.readouterr().out
+    assert "unknown for every key: /usr/lib/sysctl.d/60-big.conf has a line over 1 MiB" in out

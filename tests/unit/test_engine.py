@@ -12,7 +12,7 @@ import pytest
 
 from tcptune import catalog
 from tcptune import target as target_module
-from tcptune.engine import Engine, Options
+from tcptune.engine import Engine, Options, boot_from_sysctl_d
 from tcptune.failures import LockHeld, MalformedState, Refused, RestoreIncomplete, StateError, Undone
 from tcptune.live import ProcSys, WriteFailed
 from tcptune.plan import Desired
@@ -46,6 +46,8 @@ def known(key: str) -> bool:
 
 
 def engine(target: Target, **kw: object) -> Engine:
+    """The engine with systemd-sysctl as the boot applier (the tree has no init to detect one from)."""
+    kw.setdefault("boot_reader", boot_from_sysctl_d(target, "systemd"))
     return Engine(target, known, **kw)  # type: ignore[arg-type]
 
 
@@ -649,7 +651,21 @@ def test_the_hook_runs_before_each_write_in_order(target: Target) -> None:
 
 # ---- shippable: the Ansible module runs this same code on hosts --------------------------------------------------
 
-SHIPPED = ("engine", "state", "plan", "target", "failures", "live", "values", "persist")
+SHIPPED = (
+    "engine",
+    "state",
+    "plan",
+    "target",
+    "failures",
+    "live",
+    "values",
+    "persist",
+    "preflight",
+    "kernelfacts",
+    "catalog",
+    "kernel_write",
+    "boot",
+)
 
 
 @pytest.mark.parametrize("name", SHIPPED)
@@ -667,3 +683,24 @@ def test_the_engine_and_what_it_imports_are_standard_library_only(name: str) -> 
         elif isinstance(node, ast.Import):
             for alias in node.names:
                 assert alias.name.split(".")[0] in sys.stdlib_module_names, (name, alias.name)
+
+
+# ---- kernel preflight runs inside every plan (the Ansible module gets it from the same engine) ----------------------
+
+
+def test_every_plan_is_judged_by_kernel_preflight(target: Target) -> None:
+    Path(target.proc_root, "kernel").mkdir()
+    Path(target.proc_root, "kernel/osrelease").write_text("6.18.3\n")
+    start = "net.ipv4.ip_unprivileged_port_start"
+    with pytest.raises(Refused, match=r"ip_unprivileged_port_start: refused by this kernel: .*\(32768\)"):
+        engine(target).plan_apply(profile("ports", net__ipv4__ip_unprivileged_port_start="40000"))
+    assert live(target, start) == "1024" and numbers(target) == []
+    Path(target.proc_root, "kernel/osrelease").write_text("4.9.0\n")
+    Path(target.proc_root, "net/ipv4/tcp_tw_reuse").write_text("0\n")
+    planned = engine(target).plan_apply(profile("old", net__ipv4__tcp_tw_reuse="2"))
+    (state,) = planned.plan.keys
+    assert (state.status, state.preflight) == ("differs", "warning")
+    assert planned.warnings == (
+        "net.ipv4.tcp_tw_reuse: this kernel (4.9.0) predates 2 (loopback-only reuse): taken as 1: reuse for every "
+        "outgoing connection, not only loopback",
+    )

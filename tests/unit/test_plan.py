@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from tcptune.drift import BOOT_DIFFERS, BOOT_NOT_PERSISTED, BOOT_OK, Drift, boot_states
 from tcptune.live import LiveValue
-from tcptune.persist import BootValue, SysctlEntry
 from tcptune.plan import Change, order_changes, plan, split_blocked
 
 UNPRIV, RANGE = "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_port_range"
@@ -133,36 +131,8 @@ def test_split_blocked_refuses_unless_skipped() -> None:
     assert [k.key for k in skipped] == ["a.m"] and [k.key for k in refuse] == ["a.r"]
 
 
-def entry(key: str, value: str, file: str, line: int = 1) -> SysctlEntry:
-    return SysctlEntry(key, value, file, line)
-
-
-def test_boot_states_name_the_file_that_overrides_ours() -> None:
-    ours = entry("k", "15", "/etc/sysctl.d/90-tcptune.conf", 4)
-    theirs = entry("k", "30", "/etc/sysctl.d/99-local.conf", 7)
-    boot = {"k": BootValue("k", theirs, (ours,))}
-    (state,) = boot_states({"k": "15"}, boot, "/etc/sysctl.d/90-tcptune.conf")
-    assert state.status == BOOT_DIFFERS and state.overridden
-    assert state.source == theirs and state.shadowed == (ours,)
-
-
-def test_boot_states_ok_and_not_persisted() -> None:
-    ours = entry("a", "1", "/etc/sysctl.d/90-tcptune.conf")
-    states = boot_states({"a": "1", "b": "2"}, {"a": BootValue("a", ours)}, "/etc/sysctl.d/90-tcptune.conf")
-    assert [s.status for s in states] == [BOOT_OK, BOOT_NOT_PERSISTED]
-
-
-def test_drift_counts_boot_drift_unless_live_only() -> None:
-    current = plan({"a": "1"}, {"a": ok("a", "1")})
-    boot = boot_states({"a": "1"}, {}, None)
-    assert Drift(current, boot).drift
-    assert not Drift(current, [], check_boot=False).drift
-    summary = Drift(current, boot).as_dict()["summary"]
-    assert summary["boot_not_persisted"] == 1 and summary["live_drift"] is False
-
-
-def test_an_unpersisted_key_whose_kernel_default_is_desired_is_not_boot_drift() -> None:
-    states = boot_states({"a": "1", "b": "2"}, {}, None, defaults={"a": "1", "b": "3"})
-    assert [s.status for s in states] == ["kernel default", BOOT_NOT_PERSISTED]
-    current = plan({"a": "1"}, {"a": ok("a", "1")})
-    assert not Drift(current, states[:1]).drift
+def test_a_key_preflight_refused_blocks_the_plan_whatever_is_skipped() -> None:
+    result = plan({"a.x": "3"}, {"a.x": ok("a.x", "2")})
+    refused = result._replace(keys=(result.keys[0]._replace(status="refused", note="the kernel says no"),))
+    _, skipped, refuse = split_blocked(refused, skip_missing=True, skip_readonly=True)
+    assert skipped == [] and [k.key for k in refuse] == ["a.x"]

@@ -237,6 +237,15 @@ def test_modules_are_listed_from_modules_dep(tmp_path: Path) -> None:
     assert _modules(str(tmp_path), "6.2.0") is None
 
 
+def test_modules_dep_is_read_only_when_a_congestion_control_write_needs_it(tmp_path: Path) -> None:
+    (tmp_path / "modules/6.1.0-1").mkdir(parents=True)
+    (tmp_path / "modules/6.1.0-1/modules.dep").write_text("kernel/net/ipv4/tcp_htcp.ko:\n")
+    proc = tree(tmp_path / "proc", {"kernel.osrelease": "6.1.0-1", "net.ipv4.tcp_mem": "1 2 3"})
+    roots = {"modules_root": str(tmp_path / "modules"), "real_kernel": True}
+    assert read_facts(proc, ["net.ipv4.tcp_congestion_control"], **roots).modules == {"tcp_htcp"}  # type: ignore[arg-type]
+    assert read_facts(proc, ["net.ipv4.tcp_fin_timeout"], **roots).modules is None  # type: ignore[arg-type]
+
+
 def test_versions_parse() -> None:
     assert parse_version("6.18.44-fc-v669") == (6, 18, 44)
     assert parse_version("7.0") == (7, 0)

@@ -190,6 +190,14 @@ def test_a_generation_reads_back_as_written(tmp_path: Path) -> None:
     assert generation.as_json() == doc
 
 
+def test_counters_and_their_network_namespace_read_back(tmp_path: Path) -> None:
+    doc = generation_doc(1, counters={"TcpExt.ListenOverflows": 5}, counters_netns="net:[4026531840]")
+    write_generation(tmp_path, doc)
+    generation = state_at(tmp_path).read_generation(1)
+    assert generation.counters == {"TcpExt.ListenOverflows": 5} and generation.counters_netns == "net:[4026531840]"
+    assert generation.as_json() == doc
+
+
 HOSTILE = [
     (lambda d: d.update(values={"kernel.core_pattern": "|/bin/sh"}, baseline={}), "not a key tcptune manages"),
     (
@@ -216,6 +224,10 @@ HOSTILE = [
     (lambda d: d.update(file={"path": "relative", "content": None, "baseline": None}), "absolute path"),
     (lambda d: d.update(by=None), "'by' must be an object"),
     (lambda d: d.update({"from": 5}), "'from' (5) must be below"),
+    (lambda d: d.update(counters={"x": 1}, counters_netns="net:[1]\n"), "'counters_netns' holds a control character"),
+    (lambda d: d.update(counters={"x": 1}, counters_netns=4026531840), "'counters_netns' must be a string"),
+    (lambda d: d.update(counters_netns="net:[1]"), "'counters_netns' without 'counters'"),
+    (lambda d: d.update(counters={"x": -1}), "counters['x'] must be at least 0"),
 ]
 
 

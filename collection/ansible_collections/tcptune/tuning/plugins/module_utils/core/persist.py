@@ -1,4 +1,6 @@
-"""sysctl.d files: render tcptune's own file, write it atomically, and read what the system would apply at boot.
+"""tcptune's own sysctl.d file: render it, write it atomically, read it back bounded, put it back.
+
+What the boot appliers make of the whole sysctl.d tree is ``boot``'s (modelled per applier).
 
 Standard library only and free of tcptune imports: shipped verbatim into generated Ansible roles
 (as ``module_utils/tcptune_persist.py``) so hosts persist exactly what the CLI persists.
@@ -10,8 +12,7 @@ import contextlib
 import errno
 import os
 import stat
-from collections.abc import Collection, Iterable, Mapping
-from typing import NamedTuple
+from collections.abc import Collection, Mapping
 
 DEFAULT_FILE_NAME = "90-tcptune.conf"
 MAX_FILE_BYTES = 1 << 20
@@ -179,126 +180,3 @@ def _fsync_dir(directory: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-# ---- what would be in force after a reboot: the sysctl.d precedence reader ----------------------------------------
-
-SEARCH_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
-"""Directories read by systemd-sysctl and ``sysctl --system``, in order of precedence for equal file names."""
-SYSCTL_CONF = "/etc/sysctl.conf"
-"""Read last by ``sysctl --system`` (systemd reaches it only through Debian's 99-sysctl.conf symlink)."""
-
-
-class SysctlEntry(NamedTuple):
-    """One ``key = value`` line of a sysctl.d file, where it is."""
-
-    key: str
-    value: str
-    file: str
-    line: int
-    ignore_errors: bool = False
-    """Written as ``-key = value``: failures to set it are not reported at boot."""
-
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
-
-
-class BootValue(NamedTuple):
-    """The value a key gets at boot, and every earlier assignment that it overrides (in reading order)."""
-
-    key: str
-    effective: SysctlEntry
-    overridden: tuple[SysctlEntry, ...] = ()
-
-
-def normalise_key(key: str) -> str:
-    """Dotted form, as systemd reads it: if the first separator is '/', slashes and dots swap roles."""
-    key = key.strip()
-    first = min((i for i in (key.find("/"), key.find(".")) if i >= 0), default=-1)
-    if first >= 0 and key[first] == "/":
-        key = key.translate(str.maketrans("/.", "./"))
-    return key
-
-
-def parse_sysctl_text(text: str, file: str) -> list[SysctlEntry]:
-    """``key = value`` lines; comments (``#``, ``;``), blank lines and lines without '=' are skipped.
-
-    A ``-key`` prefix marks an assignment whose failure is ignored; it still sets the key.
-    """
-    entries: list[SysctlEntry] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue  # systemd warns and skips; "-key" alone (a glob exclusion) sets nothing
-        key = key.strip()
-        ignore = key.startswith("-")
-        key = normalise_key(key.lstrip("-"))
-        if not key:
-            continue
-        entries.append(SysctlEntry(key, " ".join(value.split()), file, number, ignore))
-    return entries
-
-
-def parse_sysctl_file(path: str, skipped: list[tuple[str, str]] | None = None) -> list[SysctlEntry]:
-    """Entries of one file; an unreadable or vanished file (e.g. a dangling symlink) contributes nothing.
-
-    Read without blocking and at most MAX_FILE_BYTES (``read_bounded``, following links as the boot appliers do).
-    A file that is not a regular file or is too large is skipped, and ``(path, why)`` appended to ``skipped``,
-    except a link to /dev/null: that is how a vendor file is masked, and it sets nothing.
-    """
-    try:
-        data = read_bounded(path, follow=True)
-    except UnsafeFile as exc:
-        if skipped is not None and os.path.realpath(path) != os.devnull:
-            skipped.append((path, exc.strerror or "unreadable"))
-        return []
-    except OSError:
-        return []
-    return [] if data is None else parse_sysctl_text(data.decode("utf-8", "replace"), path)
-
-
-def config_files(root: str = "/") -> list[str]:
-    """Every file systemd-sysctl / ``sysctl --system`` reads, in the order they are applied.
-
-    ``*.conf`` files are collected by file name across SEARCH_DIRS; for equal names the earlier directory wins
-    (``/etc`` masks ``/usr/lib``, a symlink to /dev/null masks a vendor file). They are applied in lexical order of
-    file name regardless of directory, and ``/etc/sysctl.conf`` comes last.
-    """
-    chosen: dict[str, str] = {}
-    for directory in SEARCH_DIRS:
-        full = _under(root, directory)
-        try:
-            names = os.listdir(full)
-        except OSError:
-            continue
-        for name in names:
-            if name.endswith(".conf") and name not in chosen:
-                chosen[name] = os.path.join(full, name)
-    files = [chosen[name] for name in sorted(chosen)]
-    conf = _under(root, SYSCTL_CONF)
-    if os.path.isfile(conf):
-        files.append(conf)
-    return files
-
-
-def boot_values(
-    root: str = "/", keys: Iterable[str] | None = None, skipped: list[tuple[str, str]] | None = None
-) -> dict[str, BootValue]:
-    """Per key: the assignment in force after a reboot (the last one read) and the ones it overrides.
-
-    Files that cannot be read safely (a FIFO, a device, over 1 MiB) are left out and named in ``skipped``.
-    """
-    wanted = None if keys is None else {normalise_key(k) for k in keys}
-    seen: dict[str, list[SysctlEntry]] = {}
-    for path in config_files(root):
-        for entry in parse_sysctl_file(path, skipped):
-            if wanted is None or entry.key in wanted:
-                seen.setdefault(entry.key, []).append(entry)
-    return {key: BootValue(key, entries[-1], tuple(entries[:-1])) for key, entries in seen.items()}
-
-
-def _under(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/")) if root not in ("", "/") else path

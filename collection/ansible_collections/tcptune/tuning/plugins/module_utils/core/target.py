@@ -14,6 +14,8 @@ from .live import ProcSys
 from .persist import DEFAULT_FILE_NAME
 
 REAL_PROC_SYS = "/proc/sys"
+REAL_PROC_NET = "/proc/net"
+"""The kernel's counters of the calling thread's network namespace (``sockets.DEFAULT_PROC_NET``)."""
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 DEFAULT_SYSCTL_DIR = "/etc/sysctl.d"
 

@@ -101,10 +101,13 @@ class Generation(NamedTuple):
     target: int | None = None
     """For a rollback: the generation whose state it restored."""
     counters: dict[str, int] | None = None
+    """Kernel counters read at commit time (the start of ``recommend``'s window); None: not recorded."""
     by: dict[str, Any] | None = None
     """{"uid", "pid", "host"} of the process that made it."""
     owners: dict[str, Owner] | None = None
     """Which owner set which keys, when roles share the host (``owners.compose``); None: one profile owns all."""
+    counters_netns: str | None = None
+    """The network namespace ``counters`` were read in (``/proc/self/ns/net``'s link, e.g. ``net:[4026531840]``)."""
 
     def as_json(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -123,6 +126,8 @@ class Generation(NamedTuple):
         if self.target is not None:
             doc["target"] = self.target
         doc["counters"] = self.counters
+        if self.counters_netns is not None:
+            doc["counters_netns"] = self.counters_netns
         doc["by"] = self.by
         if self.owners is not None:
             doc["owners"] = {
@@ -304,7 +309,7 @@ def generation_from_json(data: object, path: str, number: int | None, known_key:
     """A generation document checked in full; ``number`` is the one its file name gives (None: embedded in a
     pending record, checked by the caller)."""
     c = _Checker(path, "generation", known_key)
-    doc = c.obj(data, "the document", GENERATION_FIELDS, optional=("target", "owners"))
+    doc = c.obj(data, "the document", GENERATION_FIELDS, optional=("target", "owners", "counters_netns"))
     c.check(doc["format"] == FORMAT and not isinstance(doc["format"], bool), f"'format' must be {FORMAT}")
     n = c.integer(doc["generation"], "'generation'", minimum=1)
     if number is not None:
@@ -370,6 +375,8 @@ def generation_from_json(data: object, path: str, number: int | None, known_key:
             c.text(name, "counters name", limit=128): c.integer(value, f"counters[{name!r}]")
             for name, value in doc["counters"].items()
         }
+    counters_netns = c.optional_text(doc.get("counters_netns"), "'counters_netns'", limit=128)
+    c.check(counters is not None or counters_netns is None, "'counters_netns' without 'counters'")
     by = c.obj(doc["by"], "'by'", ("uid", "pid", "host"))
     by = {
         "uid": c.integer(by["uid"], "by.uid"),
@@ -378,7 +385,21 @@ def generation_from_json(data: object, path: str, number: int | None, known_key:
     }
     owners = _owners(c, doc.get("owners"), values, frozenset(raw))
     return Generation(
-        n, kind, from_, created, profile, values, skipped, raw, baseline, file, target, counters, by, owners
+        n,
+        kind,
+        from_,
+        created,
+        profile,
+        values,
+        skipped,
+        raw,
+        baseline,
+        file,
+        target,
+        counters,
+        by,
+        owners,
+        counters_netns,
     )
 
 
