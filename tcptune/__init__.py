@@ -1,14 +1,15 @@
 """tcptune: declarative Linux TCP sysctl profiles.
 
 The data flow, one line: profile file -> Profile -> validated against the Catalog -> Plan against live state ->
-applied -> Journal. Usable as a library::
+one transaction (engine) -> Generation N+1. Usable as a library::
 
     from tcptune import load_profile, validate
     from tcptune.plan import plan
-    from tcptune.apply import apply
+    from tcptune.engine import Engine
 
 The names below load on first use (PEP 562), so that commands that read no profile (``status``, ``history``,
-``rollback``) do not import PyYAML. (``plan`` and ``apply`` are not re-exported: their modules share their names.)
+``rollback``, ``reset``, ``recover``) do not import PyYAML. (``plan`` is not re-exported: its module shares its
+name.)
 """
 
 from __future__ import annotations

@@ -31,15 +31,18 @@ import fnmatch
 import os
 import re
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Container, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, NamedTuple
 
-from . import kernel_write
+from . import catalog, kernel_write
 from .catalog import kernel_write as kernel_write_rule
 from .kernel_write import KernelFacts, State, Unknown
+from .kernelfacts import HOST_ONLY_PROBE
 
-ApplierName = Literal["systemd", "procps", "busybox", "none"]
+ApplierName = Literal["systemd", "procps", "busybox", "none", "unknown"]
+"""``none``: nothing applies sysctl.d at boot (decided: a masked unit, an init without one); ``unknown``: which
+program would cannot be told (an image without /sbin/init)."""
 Status = Literal["ok", "partial", "rejected", "not-set", "unknown"]
 
 SYSTEMD_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
@@ -81,8 +84,8 @@ class KernelView(NamedTuple):
     these are the kernel's defaults, not today's live values (which already carry the last boot's settings).
     """
 
-    names: frozenset[str] | None = None
-    read_only: frozenset[str] = frozenset()
+    names: frozenset[str] | ProcNames | None = None
+    read_only: Container[str] = frozenset()
     initial: Mapping[str, str] = {}
     facts: KernelFacts = KernelFacts()
 
@@ -124,10 +127,16 @@ class Prediction(NamedTuple):
 
 
 class _Tree:
-    """Paths inside ``root``; absolute symlinks resolve inside it, never on the machine running tcptune."""
+    """Paths inside ``root``; absolute symlinks resolve inside it, never on the machine running tcptune.
 
-    def __init__(self, root: str) -> None:
+    ``excluded``: configuration files (paths as the applier names them) treated as absent; ``present``: files
+    treated as if they existed (only in directory listings).
+    """
+
+    def __init__(self, root: str, excluded: Collection[str] = (), present: Collection[str] = ()) -> None:
         self.root = os.fsencode(root).rstrip(b"/")
+        self.excluded = frozenset(excluded)
+        self.present = frozenset(present)
 
     def resolve(self, path: bytes) -> tuple[Literal["ok", "missing", "loop", "null", "error"], bytes]:
         """('ok', host path) for an existing file or directory, else why not; ('null', ...) for /dev/null.
@@ -174,14 +183,16 @@ class _Tree:
     def list_dir(self, path: str) -> list[bytes] | None:
         """Entry names of a directory ([] if there is none); None if it exists but cannot be read."""
         kind, host = self.resolve(os.fsencode(path))
+        assumed = [os.fsencode(p.rsplit("/", 1)[1]) for p in self.present if p.rsplit("/", 1)[0] == path]
         if kind == "error":
             return None
         if kind != "ok" or not os.path.isdir(host):
-            return []
+            return assumed
         try:
-            return os.listdir(host)
+            names = os.listdir(host)
         except OSError:
             return None
+        return names + [name for name in assumed if name not in names]
 
 
 class _FileText(NamedTuple):
@@ -259,8 +270,9 @@ def _config_files(tree: _Tree, dirs: tuple[str, ...], wanted: Callable[[bytes], 
         if names is None:
             return [], f"{directory} cannot be read by tcptune"
         for name in names:
-            if wanted(name) and name not in chosen:
-                chosen[name] = f"{directory}/{os.fsdecode(name)}"
+            path = f"{directory}/{os.fsdecode(name)}"
+            if wanted(name) and name not in chosen and path not in tree.excluded:
+                chosen[name] = path
     return [chosen[name] for name in sorted(chosen)], None
 
 
@@ -283,7 +295,8 @@ def _procps_files(tree: _Tree) -> tuple[list[str], str | None]:
             " (which files it then reads, and in which order, is not modelled)"
         )
     kind, host = tree.resolve(PROCPS_CONF.encode())
-    if kind == "ok" and os.path.isfile(host):  # stat() and S_ISREG: a link to /dev/null does not count
+    # stat() and S_ISREG: a link to /dev/null does not count
+    if kind == "ok" and os.path.isfile(host) and PROCPS_CONF not in tree.excluded:
         files.append(PROCPS_CONF)
     return files, unknown
 
@@ -312,28 +325,31 @@ def _systemd_lines(data: bytes) -> tuple[list[bytes], bool]:
     return lines, False
 
 
+def _systemd_line(raw: bytes, file: str, number: int) -> _Line | None:
+    """One line as systemd-sysctl parses it; None for blank lines, comments and lines that assign nothing."""
+    text = raw.strip(_SD_WHITESPACE)
+    if not text or text[:1] in b"#;":
+        return None
+    ignore = False
+    equals = text.find(b"=")
+    value: bytes | None
+    if equals >= 0:
+        key = text[:equals]
+        value = text[equals + 1 :].strip(_SD_WHITESPACE)
+        if key.startswith(b"-"):
+            ignore = True
+            key = key[1:]
+    elif text.startswith(b"-"):
+        key, value = text[1:], None
+    else:
+        return None  # "Line is not an assignment, ignoring"
+    key = key.strip(_SD_WHITESPACE)
+    return _Line(_sd_normalize(key), value, ignore, file, number, key)
+
+
 def _systemd_parse(data: bytes, file: str) -> tuple[list[_Line], str | None]:
-    parsed: list[_Line] = []
     lines, overlong = _systemd_lines(data)
-    for number, raw in enumerate(lines, start=1):
-        text = raw.strip(_SD_WHITESPACE)
-        if not text or text[:1] in b"#;":
-            continue
-        ignore = False
-        equals = text.find(b"=")
-        value: bytes | None
-        if equals >= 0:
-            key = text[:equals]
-            value = text[equals + 1 :].strip(_SD_WHITESPACE)
-            if key.startswith(b"-"):
-                ignore = True
-                key = key[1:]
-        elif text.startswith(b"-"):
-            key, value = text[1:], None
-        else:
-            continue  # "Line is not an assignment, ignoring"
-        key = key.strip(_SD_WHITESPACE)
-        parsed.append(_Line(_sd_normalize(key), value, ignore, file, number, key))
+    parsed = [line for n, raw in enumerate(lines, start=1) if (line := _systemd_line(raw, file, n)) is not None]
     unknown = None
     if overlong:
         unknown = f"{file} has a line over 1 MiB, where systemd-sysctl stops reading the file"
@@ -478,17 +494,15 @@ class _Kernel:
             self.state[path] = Unknown("tcptune does not model how this kernel parses writes to the key")
             return
         current = self.current(path)
+        unsure = False  # whether the write happens at all cannot be told: nor then its devinet side effects
         if skip_if_unchanged:
             if isinstance(current, Unknown):
                 if rule.handler == "devinet":
                     self._devinet_unsure(path, "systemd skips a write equal to the current value, which is not known")
+                    unsure = True
             elif value.decode("latin-1") == kernel_write.show(current):
                 return  # WRITE_STRING_FILE_SUPPRESS_REDUNDANT_VIRTUAL: nothing is written at all
-        peer: State | None = None
-        if rule.handler == "port_range":
-            peer = self.current("net/ipv4/ip_unprivileged_port_start")
-        elif rule.handler == "port_start":
-            peer = self.current("net/ipv4/ip_local_port_range")
+        peer = self.current(_slash(rule.peer)) if rule.peer else None
         outcome = kernel_write.write(rule, current, value + b"\n", self.view.facts, peer)
         self.state[path] = outcome.value
         if outcome.accepted is True:
@@ -497,7 +511,7 @@ class _Kernel:
             track.refused.append((assignment, outcome.reason))
             if outcome.partial:
                 track.source, track.partial = assignment, True
-        if rule.handler == "devinet":
+        if rule.handler == "devinet" and not unsure:
             self._devinet_written(path, assignment)
 
     def _devinet_written(self, path: str, assignment: Assignment) -> None:
@@ -528,9 +542,13 @@ class _Kernel:
                     self.state[other] = Unknown(reason)
                     self.track(other)
 
+    def _listing(self) -> frozenset[str] | None:
+        names = self.view.names
+        return names.listing() if isinstance(names, ProcNames) else names
+
     def _interfaces(self, name: str) -> list[str]:
         """net/ipv4/conf/<if>/<name> for every real interface (not all/default) this kernel has."""
-        names = self.view.names or frozenset()
+        names = self._listing() or frozenset()
         found = []
         for candidate in names:
             parts = candidate.split("/")
@@ -540,11 +558,12 @@ class _Kernel:
 
     def glob(self, pattern: bytes, component_order: bool) -> list[str] | None:
         """Leaf keys matching a glob (per path component, as glob(3) matches); None if it cannot be expanded."""
-        if self.view.names is None or not _glob_supported(pattern):
+        names = self._listing()
+        if names is None or not _glob_supported(pattern):
             return None
         parts = pattern.split(b"/")
         hits = []
-        for name in self.view.names:
+        for name in names:
             candidate = os.fsencode(name).split(b"/")
             if len(candidate) == len(parts) and all(_component_matches(c, p) for c, p in zip(candidate, parts)):
                 hits.append(name)
@@ -709,22 +728,53 @@ def _dotted(path: str) -> str:
 # ---- entry points ---------------------------------------------------------------------------------------------------
 
 
+class ConfLine(NamedTuple):
+    """One line of a sysctl.d file as systemd-sysctl reads it (for ``tcptune import``)."""
+
+    number: int
+    text: bytes
+    """The line without its end, stripped as systemd strips it."""
+    assignment: Assignment | None
+    """None for blank lines, comments and lines that assign nothing."""
+    path: str | None = None
+    """The key normalised as systemd-sysctl writes it: a /proc/sys-relative slash path."""
+    value: bytes | None = None
+    """The value's bytes as systemd-sysctl writes them (``assignment.value`` is the same, made printable)."""
+
+
+def read_conf(data: bytes, file: str) -> tuple[list[ConfLine], bool]:
+    """Every line of one sysctl.d file, with the assignment systemd-sysctl 252 reads from it; also whether a line
+    over 1 MiB made systemd stop reading (the lines after it are not returned)."""
+    lines, overlong = _systemd_lines(data)
+    result = []
+    for number, raw in enumerate(lines, start=1):
+        line = _systemd_line(raw, file, number)
+        if line is None:
+            result.append(ConfLine(number, raw.strip(_SD_WHITESPACE), None))
+        else:
+            stripped = raw.strip(_SD_WHITESPACE)
+            result.append(ConfLine(number, stripped, line.public(), os.fsdecode(line.key), line.value))
+    return result, overlong
+
+
 def predict(
     root: str = "/",
     keys: Iterable[str] | None = None,
     applier: Applier | ApplierName = "systemd",
     kernel: KernelView | None = None,
+    exclude: Collection[str] = (),
 ) -> dict[str, Prediction]:
     """What each key will hold after ``applier`` applies the sysctl.d tree under ``root`` at boot.
 
     ``keys``: dotted (``net.ipv4.tcp_rmem``) or slash names; None: every key the tree assigns. The result is keyed
-    by the names given (dotted names when ``keys`` is None).
+    by the names given (dotted names when ``keys`` is None). ``exclude``: configuration files, named as the applier
+    names them (``/etc/sysctl.d/90-tcptune.conf``), treated as absent (a baseline: what the others set).
     """
     view = kernel or KernelView()
     name = applier.name if isinstance(applier, Applier) else applier
     wanted = None if keys is None else {key: _slash(key) for key in keys}
     sim = _Kernel(view)
-    tree = _Tree(root)
+    tree = _Tree(root, exclude)
     everything_unknown: str | None = None
     if name == "systemd":
         everything_unknown = _run_systemd(tree, sim, SYSTEMD_DIRS)
@@ -732,9 +782,126 @@ def predict(
         everything_unknown = _run_procps(tree, sim)
     elif name == "busybox":
         everything_unknown = "busybox sysctl is not modelled"
+    elif name == "unknown":
+        how = applier.how if isinstance(applier, Applier) and applier.how else "not detected"
+        everything_unknown = f"which program applies sysctl.d at boot is not known ({how})"
     if wanted is None:
         wanted = {_dotted(path): path for path in sim.tracks}
     return {key: _conclude(sim, path, key, everything_unknown) for key, path in wanted.items()}
+
+
+def files_read(root: str, applier: Applier | ApplierName, assume: Collection[str] = ()) -> list[str] | None:
+    """The configuration files ``applier`` reads at boot, in order, named as it names them (inside ``root``);
+    [] when nothing applies sysctl.d, None when it cannot be told (an unreadable directory, an unmodelled applier).
+    ``assume``: files to count as existing (whether tcptune's file would be read once written)."""
+    name = applier.name if isinstance(applier, Applier) else applier
+    tree = _Tree(root, present=assume)
+    if name == "systemd":
+        files, unknown = _config_files(tree, SYSTEMD_DIRS, _systemd_wants)
+    elif name == "procps":
+        files, unknown = _procps_files(tree)
+    elif name == "none":
+        return []
+    else:
+        return None
+    return None if unknown else files
+
+
+def catalog_defaults() -> dict[str, str]:
+    """Each key's value before any applier ran, where the catalog knows it (slash path -> text): the kernel's
+    default where it does not depend on the machine. Checked against fresh namespaces by the catalog's kernel test
+    and, as ``diff`` uses it, by the boot differential test."""
+    return {entry.name.replace(".", "/"): entry.default for entry in catalog.KEYS if entry.default is not None}
+
+
+MAX_PROC_NAMES = 100_000
+"""Most /proc/sys files ``kernel_view`` lists; beyond (thousands of interfaces) globs are left unknown."""
+
+
+def kernel_view(proc_root: str = "/proc/sys", *, limit: int = MAX_PROC_NAMES) -> KernelView:
+    """The kernel a boot will meet, as far as this machine can tell: which keys exist and which refuse writes (from
+    ``proc_root``, looked up as the prediction asks: ``ProcNames``), and each key's value before the applier runs:
+    the catalog's default where it does not depend on the machine, otherwise unknown (today's live values carry
+    the last boot's settings).
+
+    Inside a child network namespace the boot's own namespace (the host's) is not visible: host-wide keys are
+    absent or read-only here. Then which keys exist is not claimed (``names`` None: globs are unknown).
+    """
+    initial = catalog_defaults()
+    host_only = os.path.join(proc_root, *HOST_ONLY_PROBE.split("."))
+    if os.path.isdir(os.path.join(proc_root, "net", "ipv4")) and not os.path.lexists(host_only):
+        return KernelView(None, frozenset(), initial)
+    names = ProcNames(proc_root, limit)
+    return KernelView(names, names.read_only, initial)
+
+
+class ProcNames:
+    """The sysctl files of a /proc/sys tree (slash paths), looked up one by one as the prediction asks, and listed
+    (a bounded walk) only when a glob or an interface default must be expanded: a walk of thousands of files
+    costs more than the whole prediction."""
+
+    def __init__(self, proc_root: str, limit: int = MAX_PROC_NAMES) -> None:
+        self.proc_root = proc_root
+        self.limit = limit
+        self._modes: dict[str, int | None] = {}
+        self._listing: frozenset[str] | None = None
+        self._listed = False
+        self.read_only = _ReadOnly(self)
+
+    def mode(self, path: str) -> int | None:
+        """The file's mode; None if there is none (or the path leaves the tree)."""
+        if path not in self._modes:
+            parts = path.split("/")
+            if not path or path.startswith("/") or ".." in parts:
+                self._modes[path] = None
+            else:
+                try:
+                    self._modes[path] = os.lstat(os.path.join(self.proc_root, path)).st_mode
+                except OSError:
+                    self._modes[path] = None
+        return self._modes[path]
+
+    def __contains__(self, path: object) -> bool:
+        mode = self.mode(path) if isinstance(path, str) else None
+        return mode is not None and stat.S_ISREG(mode)
+
+    def listing(self) -> frozenset[str] | None:
+        """Every file, or None when the tree cannot be read or holds more than ``limit`` (thousands of interfaces)."""
+        if not self._listed:
+            self._listed = True
+            self._listing = self._walk()
+        return self._listing
+
+    def _walk(self) -> frozenset[str] | None:
+        found: list[str] = []
+        todo = [""]
+        while todo:
+            relative = todo.pop()
+            try:
+                entries = list(os.scandir(os.path.join(self.proc_root, relative) if relative else self.proc_root))
+            except OSError:
+                return None  # part of the tree cannot be seen: claim nothing
+            prefix = f"{relative}/" if relative else ""
+            for entry in entries:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)  # the directory entry's type: no stat(2)
+                except OSError:
+                    continue  # vanished meanwhile (an interface going away)
+                (todo if is_dir else found).append(prefix + entry.name)
+            if len(found) > self.limit:
+                return None
+        return frozenset(found)
+
+
+class _ReadOnly:
+    """Files of a ``ProcNames`` tree that refuse writes (no write bit in their mode)."""
+
+    def __init__(self, names: ProcNames) -> None:
+        self.names = names
+
+    def __contains__(self, path: object) -> bool:
+        mode = self.names.mode(path) if isinstance(path, str) else None
+        return mode is not None and stat.S_ISREG(mode) and not mode & 0o222
 
 
 def _slash(key: str) -> str:
@@ -808,8 +975,6 @@ def detect_applier(root: str = "/", proc: str = "/proc") -> Applier:
     tree = _Tree(root)
     running = os.path.realpath(root) == "/"
     init = _init_system(tree, proc if running else None)
-    sysctl = next((path for path in _SYSCTL_BINARIES if _kind(tree, path) == "file"), None)
-    flavour = _sysctl_flavour(tree, sysctl) if sysctl else None
     if init.startswith("systemd"):
         units = [d + "/systemd-sysctl.service" for d in _UNIT_DIRS]
         unit = next((path for path in units if _kind(tree, path)), "")
@@ -824,11 +989,18 @@ def detect_applier(root: str = "/", proc: str = "/proc") -> Applier:
         return Applier("none", None, f"{init}, and no systemd-sysctl.service with its binary")
     if init.startswith("sysvinit") or init.startswith("openrc"):
         script = next((s for s in ("/etc/init.d/procps", "/etc/init.d/sysctl") if _kind(tree, s) == "file"), None)
+        sysctl = next((path for path in _SYSCTL_BINARIES if _kind(tree, path) == "file"), None)
+        flavour = _sysctl_flavour(tree, sysctl) if sysctl else None
         if script and flavour:
             name, version = flavour
             return Applier(name, version, f"{init} runs {script} ({sysctl})")
         return Applier("none", None, f"{init}, and no init script that applies sysctl.d")
+    if init == _NO_INIT:
+        return Applier("unknown", None, f"{init}: pass --boot-applier")
     return Applier("none", None, init)
+
+
+_NO_INIT = "no /sbin/init in the image"
 
 
 def _kind(tree: _Tree, path: str) -> str:
@@ -859,7 +1031,7 @@ def _init_system(tree: _Tree, proc: str | None) -> str:
         return f"PID 1 is {comm or 'unreadable'}, which applies no sysctl.d files (the image's init: {image})"
     kind, host = tree.resolve(b"/sbin/init")
     if kind != "ok":
-        return "no /sbin/init in the image"
+        return _NO_INIT
     if host.endswith(b"/systemd"):
         return "systemd (/sbin/init)"
     if _kind(tree, "/sbin/openrc") == "file":
@@ -902,13 +1074,15 @@ def _dpkg_version(tree: _Tree, package: str) -> str | None:
     text = _read(tree, "/var/lib/dpkg/status")
     if text.data is None:
         return None
-    for stanza in text.data.split(b"\n\n"):
-        if re.search(rb"^Package: " + re.escape(package.encode()) + rb"$", stanza, re.M):
-            if not re.search(rb"^Status: .* installed$", stanza, re.M):
-                return None
-            found = re.search(rb"^Version: (\S+)$", stanza, re.M)
-            return found.group(1).decode() if found else None
-    return None
+    header = re.search(rb"(?:^|\n)Package: " + re.escape(package.encode()) + rb"\n", text.data)
+    if header is None:
+        return None
+    end = text.data.find(b"\n\n", header.end())
+    stanza = text.data[header.start() : end if end >= 0 else len(text.data)]
+    if not re.search(rb"^Status: .* installed$", stanza, re.M):
+        return None
+    found = re.search(rb"^Version: (\S+)$", stanza, re.M)
+    return found.group(1).decode() if found else None
 
 
 def _binary_mentions(host: bytes, pattern: bytes) -> bool:

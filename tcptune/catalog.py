@@ -11,12 +11,31 @@ from __future__ import annotations
 
 from typing import Literal, NamedTuple
 
-Shape = Literal["int", "bool", "enum", "triple", "pair", "string", "portlist"]
-Unit = Literal["seconds", "milliseconds", "bytes", "pages", "count", "packets", "port", "none"]
+Shape = Literal["int", "bool", "enum", "triple", "pair", "string", "names", "portlist"]
+Unit = Literal[
+    "seconds", "milliseconds", "microseconds", "bytes", "pages", "count", "packets", "percent", "port", "none"
+]
 Scope = Literal["netns", "global"]
 
 INT_MAX = 2**31 - 1
 LONG_MAX = 2**63 - 1
+
+
+class ValueHistory(NamedTuple):
+    """Values of a key that only newer kernels accept or understand.
+
+    Kernels up to ``older_through`` do not support ``low..high``: they refuse the write (``older_effect`` None) or
+    accept it with another meaning (``older_effect`` says which). ``since`` is the first release known to support
+    the values; None while no released kernel is known to (kernels after ``older_through`` may or may not).
+    """
+
+    low: int
+    high: int
+    older_through: str
+    since: str | None
+    older_effect: str | None = None
+    what: str = ""
+    """The values in plain words, for messages ("Accurate ECN")."""
 
 
 class Key(NamedTuple):
@@ -48,6 +67,15 @@ class Key(NamedTuple):
     """Common advice and pitfalls, in plain words."""
     units_accepted: bool = False
     """Whether human units (``16MiB``, ``30s``) are accepted for this key."""
+    obsolete: str | None = None
+    """Kernel version from which the key is still accepted but does nothing (``tcp_fack``); unlike ``removed``,
+    writing it works."""
+    obsolete_reason: str | None = None
+    netns_since: str | None = None
+    """For a key that is per network namespace now but was host-wide before this kernel version (``optmem_max``)."""
+    module: str | None = None
+    """The kernel module that provides the key (the file exists only while it is loaded), e.g. nf_conntrack."""
+    value_history: tuple[ValueHistory, ...] = ()
 
     @property
     def short_name(self) -> str:
@@ -97,8 +125,19 @@ KEYS: tuple[Key, ...] = (
             "Helps only outgoing connections (clients, proxies to upstreams);"
             " it does nothing for a server's accepted connections.",
             "Needs net.ipv4.tcp_timestamps enabled on both ends, because reuse is judged by timestamps.",
-            "Value 2 (loopback only) is the default since about Linux"
-            " 4.20; older kernels know only 0 and 1 and default to 0.",
+            "Value 2 (loopback only) arrived in Linux 4.18 and is the default since; older kernels default to 0"
+            " and take any non-zero value as 1, so 2 there turns reuse on for every outgoing connection.",
+            "A socket must have been in TIME_WAIT for net.ipv4.tcp_tw_reuse_delay (1 s) before it is reused.",
+        ),
+        value_history=(
+            ValueHistory(
+                2,
+                2,
+                older_through="4.17",
+                since="4.18",
+                older_effect="taken as 1: reuse for every outgoing connection, not only loopback",
+                what="loopback-only reuse",
+            ),
         ),
     ),
     _k(
@@ -191,6 +230,8 @@ KEYS: tuple[Key, ...] = (
             " and is capped by net.core.rmem_max instead, so raise both together.",
             "Size the max to the bandwidth-delay product of the longest"
             " path that matters: 10 Gbit/s x 50 ms is about 62.5 MB.",
+            "The kernel checks only that each number is at least 1, not their order; tcptune warns when they"
+            " are out of order and when the min is below 4096 (one page, the kernel's own default min).",
         ),
     ),
     _k(
@@ -206,6 +247,8 @@ KEYS: tuple[Key, ...] = (
             "Typically 4096 16384 4194304; the max is smaller on machines with little memory.",
             "The max bounds autotuning only; programs that set SO_SNDBUF are capped by net.core.wmem_max.",
             "Big send buffers matter for long fat paths; pair them with tcp_notsent_lowat to keep latency down.",
+            "The kernel checks only that each number is at least 1, not their order; tcptune warns when they"
+            " are out of order and when the min is below 4096 (one page, the kernel's own default min).",
         ),
     ),
     _k(
@@ -302,6 +345,7 @@ KEYS: tuple[Key, ...] = (
             "128 KiB on current kernels (20480 on older ones). Heavy MSG_ZEROCOPY"
             " senders may need more; ESnet suggests 1 MiB for 100G hosts.",
         ),
+        netns_since="6.8",
     ),
     _k(
         "net.ipv4.tcp_moderate_rcvbuf",
@@ -450,8 +494,11 @@ KEYS: tuple[Key, ...] = (
         minimum=1,
         maximum=127,
         advice=(
-            "6 makes connect() to an unreachable host give up after roughly"
-            " two minutes; lower it for clients that should fail over faster.",
+            "connect() to a host that never answers fails after the time the exponential schedule would take"
+            " (1 + 2 + ... + 2^N s from a 1 s first timeout): 6 gives about 127 s.",
+            "Since Linux 6.5 the first net.ipv4.tcp_syn_linear_timeouts (default 4) retransmissions come 1 s"
+            " apart, so more SYNs go out and the give-up lands on the next timer: about 131 s for 6 (10"
+            " retransmissions), 19 s for 3, 7 s for 2. Lower it for clients that should fail over faster.",
         ),
     ),
     # ---- Retransmission and keepalive ---------------------------------------------------------------------------
@@ -553,6 +600,23 @@ KEYS: tuple[Key, ...] = (
             "The algorithm must be built in or loadable as module"
             " tcp_<name>; see net.ipv4.tcp_available_congestion_control.",
             "Per network namespace since Linux 4.15. BBR paces itself since 4.13; before that it needs the fq qdisc.",
+            "Inside a child network namespace only names in net.ipv4.tcp_allowed_congestion_control may be"
+            " chosen (EPERM otherwise); on the host a name that is not loaded makes the kernel load tcp_<name>.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_allowed_congestion_control",
+        "names",
+        "none",
+        "global",
+        "Congestion-control algorithms that unprivileged programs and child network namespaces may choose.",
+        advice=(
+            "Every name must already be available (net.ipv4.tcp_available_congestion_control); the kernel"
+            " does not load modules for this list, and refuses unknown names with ENOENT.",
+            "Host-wide: read-only inside a child network namespace, where it decides which"
+            " tcp_congestion_control values that namespace may set.",
+            "The default is reno plus the build's default algorithm; the kernel prints the names in its own"
+            " order, so tcptune compares them as a set.",
         ),
     ),
     _k(
@@ -627,8 +691,10 @@ KEYS: tuple[Key, ...] = (
         default="0",
         choices=BOOL,
         choice_meanings=OFF_ON,
-        removed="4.15",
-        removed_reason="FACK recovery was replaced by RACK in Linux 4.15; the file may still exist but is ignored",
+        obsolete="4.15",
+        obsolete_reason="FACK loss recovery was replaced by RACK in Linux 4.15; the kernel still accepts the key"
+        " but ignores it",
+        advice=("Delete it from old sysctl.conf files: writing it works but changes nothing on 4.15 and later.",),
     ),
     _k(
         "net.ipv4.tcp_fastopen",
@@ -720,8 +786,10 @@ KEYS: tuple[Key, ...] = (
         advice=(
             "2 is a safe default: it answers ECN requests but never asks.",
             "1 requests ECN on outgoing connections; worthwhile inside data centers whose switches mark packets.",
-            "Values 3-5 (Accurate ECN) need Linux 6.18 or later; older kernels reject them.",
+            "Values 3-5 (Accurate ECN) are refused (EINVAL) by current kernels up to 6.19, where the sysctl's"
+            " maximum is 2; upstream enabled them for the release after 6.19.",
         ),
+        value_history=(ValueHistory(3, 5, older_through="6.19", since=None, what="Accurate ECN"),),
     ),
     _k(
         "net.ipv4.tcp_ecn_fallback",
@@ -737,14 +805,18 @@ KEYS: tuple[Key, ...] = (
         "net.ipv4.tcp_low_latency",
         "bool",
         "none",
-        "netns",
+        "global",
         "Bypass of the TCP prequeue (obsolete).",
         default="0",
         choices=BOOL,
         choice_meanings=OFF_ON,
-        removed="4.14",
-        removed_reason="the prequeue it controlled was removed in Linux 4.14; the file may still exist but"
-        " does nothing",
+        obsolete="4.14",
+        obsolete_reason="the prequeue it controlled was removed in Linux 4.14; the kernel still accepts the key"
+        " but ignores it",
+        advice=(
+            "Host-wide: the file does not exist inside a child network namespace.",
+            "Delete it from old sysctl.conf files: on 4.14 and later writing it changes nothing.",
+        ),
     ),
     _k(
         "net.ipv4.tcp_autocorking",
@@ -845,6 +917,379 @@ KEYS: tuple[Key, ...] = (
             "It may not exceed the low end of ip_local_port_range; the kernel refuses such a write.",
         ),
     ),
+    # ---- TIME_WAIT reuse, SYN timing, timers -------------------------------------------------------------------
+    _k(
+        "net.ipv4.tcp_tw_reuse_delay",
+        "int",
+        "milliseconds",
+        "netns",
+        "How long a socket must have been in TIME_WAIT before tcp_tw_reuse may give its port to a new connection.",
+        default="1000",
+        minimum=1,
+        maximum=60000,
+        added="6.14",
+        advice=(
+            "Only matters when net.ipv4.tcp_tw_reuse allows reuse (1, or 2 for loopback).",
+            "Reuse is safe only once the peer's TCP timestamp clock has ticked (PAWS); 1000 ms suits peers"
+            " whose clock ticks once a second. Go lower only if every peer ticks faster (Linux: 1 ms).",
+            "Before 6.14 the delay is a fixed 1 s.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_syn_linear_timeouts",
+        "int",
+        "count",
+        "netns",
+        "SYN retransmissions sent 1 s apart (linear) before the usual doubling backoff starts.",
+        default="4",
+        minimum=0,
+        maximum=127,
+        added="6.5",
+        advice=(
+            "connect() still gives up when the doubling schedule of tcp_syn_retries would: 4 linear timeouts"
+            " only send more SYNs in that time (and end on the next timer: about 131 s instead of 127 s for"
+            " tcp_syn_retries = 6).",
+            "0 restores the classic schedule (1, 2, 4, ... s).",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_rto_min_us",
+        "int",
+        "microseconds",
+        "netns",
+        "Lower bound of the retransmission timeout, in microseconds.",
+        default="200000",
+        minimum=1,
+        maximum=120000000,
+        added="6.11",
+        advice=(
+            "200 ms by default (RFC 6298 asks for 1 s; Linux has used 200 ms for decades).",
+            "Lower values (5-20 ms) shorten recovery from tail losses inside data centers with sub-millisecond"
+            " RTTs; never lower it for traffic that crosses the Internet. A route's rto_min overrides it.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_rto_max_ms",
+        "int",
+        "milliseconds",
+        "netns",
+        "Upper bound of the retransmission timeout, in milliseconds.",
+        default="120000",
+        minimum=1000,
+        maximum=120000,
+        added="6.15",
+        advice=(
+            "120 s by default (TCP_RTO_MAX). Lower values make a stalled connection retry more often after"
+            " long outages (mobile and satellite links), at the cost of more retransmissions.",
+            "tcp_retries2 still decides when the connection is given up; the kernel computes that time from"
+            " the default 120 s ceiling.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_shrink_window",
+        "bool",
+        "none",
+        "netns",
+        "Whether the advertised receive window may shrink to keep a socket within its memory limit.",
+        default="0",
+        choices=BOOL,
+        choice_meanings=("never shrink the window", "shrink when needed to stay within sk_rcvbuf"),
+        added="6.5",
+        advice=(
+            "RFC 7323 allows shrinking and RFC 1122 requires peers to cope; 1 enforces receive memory limits"
+            " strictly, 0 (the default) keeps the long-standing Linux behaviour.",
+            "Has an effect only with window scaling in use.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_pingpong_thresh",
+        "int",
+        "count",
+        "netns",
+        "Request/response exchanges after which a connection counts as interactive and delays its ACKs.",
+        default="1",
+        minimum=1,
+        maximum=255,
+        added="6.7",
+        advice=(
+            "With 1, one exchange is enough to start delaying ACKs to piggyback them on replies; raise it (3)"
+            " if RPC-style traffic suffers from delayed ACKs.",
+        ),
+    ),
+    # ---- Loss recovery, reordering, pacing ----------------------------------------------------------------------
+    _k(
+        "net.ipv4.tcp_frto",
+        "enum",
+        "none",
+        "netns",
+        "F-RTO (RFC 5682): detects spurious retransmission timeouts and undoes their congestion response.",
+        default="2",
+        choices=("0", "1", "2"),
+        choice_meanings=("off", "basic F-RTO", "SACK-enhanced F-RTO when the connection uses SACK"),
+        advice=("Keep the default; it helps most on wireless paths whose delay spikes look like losses.",),
+    ),
+    _k(
+        "net.ipv4.tcp_reordering",
+        "int",
+        "packets",
+        "netns",
+        "Initial reordering degree: how far out of order a packet may arrive before TCP assumes it was lost.",
+        default="3",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "The kernel adapts it per connection; this is only the starting point. 3 matches RFC 5681's"
+            " duplicate-ACK threshold.",
+            "May not exceed net.ipv4.tcp_max_reordering (Linux 6.18 refuses such a write).",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_max_reordering",
+        "int",
+        "packets",
+        "netns",
+        "Largest reordering degree a connection may adapt to.",
+        default="300",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=("300 is conservative; raise it only for paths with heavy reordering (multipath, some bonding modes).",),
+    ),
+    _k(
+        "net.ipv4.tcp_recovery",
+        "int",
+        "none",
+        "netns",
+        "Loss recovery features as a bitmask: 0x1 RACK loss detection, 0x2 static RACK reordering window,"
+        " 0x4 no duplicate-ACK threshold fallback.",
+        default="1",
+        minimum=0,
+        maximum=7,
+        advice=("Keep 1: RACK (the default since 4.10) recovers faster than counting duplicate ACKs.",),
+    ),
+    _k(
+        "net.ipv4.tcp_pacing_ss_ratio",
+        "int",
+        "percent",
+        "netns",
+        "Pacing rate in slow start, as a percentage of congestion window per RTT.",
+        default="200",
+        minimum=0,
+        maximum=1000,
+        advice=("Applies when pacing is in use (the fq qdisc, or BBR); 200 lets slow start double each RTT.",),
+    ),
+    _k(
+        "net.ipv4.tcp_pacing_ca_ratio",
+        "int",
+        "percent",
+        "netns",
+        "Pacing rate in congestion avoidance, as a percentage of congestion window per RTT.",
+        default="120",
+        minimum=0,
+        maximum=1000,
+        advice=("Applies when pacing is in use (the fq qdisc, or BBR).",),
+    ),
+    _k(
+        "net.ipv4.tcp_min_tso_segs",
+        "int",
+        "count",
+        "netns",
+        "Fewest segments a TSO frame carries, even at low pacing rates.",
+        default="2",
+        minimum=1,
+        maximum=255,
+        advice=("Larger values save CPU on fast flows but make slow, paced flows burstier.",),
+    ),
+    # ---- Fast Open and listener handling ------------------------------------------------------------------------
+    _k(
+        "net.ipv4.tcp_fastopen_blackhole_timeout_sec",
+        "int",
+        "seconds",
+        "netns",
+        "How long active TCP Fast Open stays off after a middlebox seems to drop SYNs with data (0: never off).",
+        default="0",
+        minimum=0,
+        maximum=INT_MAX,
+        advice=(
+            "0 since Linux 5.14 (3600 before, when each detected black hole doubled the pause).",
+            "Worth setting (e.g. 3600) on clients that use TFO across the Internet.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_migrate_req",
+        "bool",
+        "none",
+        "netns",
+        "Whether requests queued on a closing SO_REUSEPORT listener move to another listener of the group.",
+        default="0",
+        choices=BOOL,
+        choice_meanings=OFF_ON,
+        added="5.14",
+        advice=(
+            "Turn it on for servers that restart listeners (graceful reloads) so queued connections are not reset.",
+        ),
+    ),
+    _k(
+        "net.ipv4.tcp_child_ehash_entries",
+        "int",
+        "count",
+        "netns",
+        "Established-connection hash table size for network namespaces created from this one later (0: share).",
+        default="0",
+        minimum=0,
+        maximum=16777216,
+        added="6.1",
+        advice=(
+            "Affects only namespaces created after the write; 0 makes them share the host's table. The size is"
+            " rounded up to a power of two; net.ipv4.tcp_ehash_entries shows a namespace's own (negative when"
+            " shared).",
+            "A private table keeps one container's connections from slowing lookups for all; each entry costs memory.",
+        ),
+    ),
+    # ---- UDP ----------------------------------------------------------------------------------------------------
+    _k(
+        "net.ipv4.udp_wmem_min",
+        "int",
+        "bytes",
+        "netns",
+        "Send buffer each UDP socket keeps even while UDP as a whole is under memory pressure.",
+        default="4096",
+        minimum=1,
+        maximum=INT_MAX,
+    ),
+    _k(
+        "net.ipv4.udp_mem",
+        "triple",
+        "pages",
+        "global",
+        "Memory, in pages, for all UDP sockets together: no pressure below low, pressure above, hard cap at high.",
+        elements=("low", "pressure", "high"),
+        minimum=1,
+        maximum=LONG_MAX,
+        units_accepted=False,
+        advice=(
+            "Computed at boot from RAM, in pages (usually 4 KiB), not bytes.",
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    # ---- Busy polling and packet processing ---------------------------------------------------------------------
+    _k(
+        "net.core.busy_poll",
+        "int",
+        "microseconds",
+        "global",
+        "How long poll() and select() busy-wait on device queues for new packets (0: off).",
+        default="0",
+        minimum=0,
+        maximum=INT_MAX,
+        advice=(
+            "Trades CPU for latency: 50 us is a common start for latency-critical hosts; it needs a driver"
+            " with busy-poll support (CONFIG_NET_RX_BUSY_POLL).",
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.busy_read",
+        "int",
+        "microseconds",
+        "global",
+        "How long a blocking read busy-waits on the device queue for new packets (0: off; SO_BUSY_POLL overrides).",
+        default="0",
+        minimum=0,
+        maximum=INT_MAX,
+        advice=(
+            "Trades CPU for latency, like busy_poll but for read() and recv().",
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.netdev_budget",
+        "int",
+        "packets",
+        "global",
+        "Most packets one softirq run processes across all devices before yielding.",
+        default="300",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "Raise it (600) when the third column of /proc/net/softnet_stat (time_squeeze) keeps growing.",
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    _k(
+        "net.core.netdev_budget_usecs",
+        "int",
+        "microseconds",
+        "global",
+        "Most time one softirq run spends processing packets before yielding.",
+        minimum=1,
+        maximum=INT_MAX,
+        advice=(
+            "The default is two timer ticks (2000000 / CONFIG_HZ: 8000 us at HZ=250), so it depends on the build.",
+            "Raise it together with netdev_budget when time_squeeze grows.",
+            "Host-wide: the file does not exist inside a child network namespace.",
+        ),
+    ),
+    # ---- Connection tracking (NAT boxes, stateful firewalls) ----------------------------------------------------
+    _k(
+        "net.netfilter.nf_conntrack_max",
+        "int",
+        "count",
+        "global",
+        "Most connections the connection tracker holds; new ones are dropped when the table is full.",
+        minimum=1,
+        maximum=INT_MAX,
+        module="nf_conntrack",
+        advice=(
+            'Full tables log "nf_conntrack: table full, dropping packet"; compare with'
+            " net.netfilter.nf_conntrack_count.",
+            "Sized from memory when nf_conntrack loads. Host-wide: read-only inside a child network namespace.",
+            "Exists only while nf_conntrack is loaded (a firewall or NAT rule that tracks connections loads it).",
+        ),
+    ),
+    _k(
+        "net.netfilter.nf_conntrack_tcp_timeout_time_wait",
+        "int",
+        "seconds",
+        "netns",
+        "How long the connection tracker keeps an entry for a TCP connection in TIME_WAIT.",
+        default="120",
+        minimum=1,
+        maximum=2147483,
+        module="nf_conntrack",
+        advice=(
+            "Entries in TIME_WAIT still count against net.netfilter.nf_conntrack_max; on busy NAT boxes a"
+            " shorter value frees table space sooner. The endpoints' own TIME_WAIT is a fixed 60 s.",
+            "Exists only while nf_conntrack is loaded.",
+        ),
+    ),
+    _k(
+        "net.netfilter.nf_conntrack_tcp_timeout_fin_wait",
+        "int",
+        "seconds",
+        "netns",
+        "How long the connection tracker keeps an entry after the first FIN, waiting for the other side's.",
+        default="120",
+        minimum=1,
+        maximum=2147483,
+        module="nf_conntrack",
+        advice=("Exists only while nf_conntrack is loaded.",),
+    ),
+    _k(
+        "net.netfilter.nf_conntrack_tcp_timeout_close_wait",
+        "int",
+        "seconds",
+        "netns",
+        "How long the connection tracker keeps an entry in CLOSE_WAIT (one side closed, the other still open).",
+        default="60",
+        minimum=1,
+        maximum=2147483,
+        module="nf_conntrack",
+        advice=(
+            "An entry is dropped when this runs out even if the application still holds its half open; later"
+            " packets of that connection are then tracked (and translated) as a new one, if at all.",
+            "Exists only while nf_conntrack is loaded.",
+        ),
+    ),
     # ---- File descriptors ---------------------------------------------------------------------------------------
     _k(
         "fs.file-max",
@@ -910,8 +1355,9 @@ def suggest(name: str, limit: int = 3) -> list[str]:
     import difflib  # only on the error path
 
     full = difflib.get_close_matches(name, list(_BY_NAME), n=limit, cutoff=0.75)
-    if full:
-        return full
+    if full:  # only those about as close as the best: a one-letter typo should not drag in unrelated keys
+        best = difflib.SequenceMatcher(None, name, full[0]).ratio()
+        return [m for m in full if difflib.SequenceMatcher(None, name, m).ratio() >= best - 0.05]
     short = difflib.get_close_matches(name.rsplit(".", 1)[-1], list(_BY_SHORT), n=limit, cutoff=0.7)
     return [k.name for s in short for k in _BY_SHORT[s]][:limit]
 
@@ -926,7 +1372,9 @@ def all_keys() -> tuple[Key, ...]:
 # net/core/sysctl_net_core.c and kernel/sysctl.c. Boot prediction uses them to know which writes the kernel refuses;
 # the per-namespace ones are checked against the real kernel by tests/integration/test_boot_appliers_differential.py.
 
-KernelHandler = Literal["int", "jiffies", "uint", "u8", "ulong", "port_range", "port_start", "devinet", "congestion"]
+KernelHandler = Literal[
+    "int", "jiffies", "uint", "u8", "ulong", "port_range", "port_start", "capped", "devinet", "congestion"
+]
 
 
 class KernelWrite(NamedTuple):
@@ -935,8 +1383,9 @@ class KernelWrite(NamedTuple):
     ``int`` is proc_dointvec(_minmax): ``arity`` elements written one by one, so a bad element leaves the earlier
     ones written; ``jiffies`` is an int in seconds that must fit INT_MAX / HZ; ``uint``/``u8`` refuse a sign;
     ``port_range``/``port_start`` are ip_local_port_range and ip_unprivileged_port_start, checked against each
-    other; ``devinet`` is a per-interface IPv4 setting (a write to ``default`` is copied to interfaces never
-    written); ``congestion`` takes only names this kernel (or namespace) allows.
+    other; ``capped`` is an int whose maximum is another key's current value (``peer``); ``devinet`` is a
+    per-interface IPv4 setting (a write to ``default`` is copied to interfaces never written); ``congestion``
+    takes only names this kernel (or namespace) allows.
     """
 
     handler: KernelHandler
@@ -944,6 +1393,10 @@ class KernelWrite(NamedTuple):
     low: int | None = None
     """The handler's minimum (extra1); None: the type's own range."""
     high: int | None = None
+    peer: str | None = None
+    """The key (dotted) whose current value the check reads: the other half of the port checks, the cap."""
+    since: str | None = None
+    """Kernel version from which this rule is known to hold, where older kernels checked less (or differently)."""
 
 
 _U8 = KernelWrite("u8")
@@ -998,11 +1451,43 @@ KERNEL_WRITES: dict[str, KernelWrite] = {
     "net.ipv4.tcp_limit_output_bytes": _INT,
     "net.ipv4.tcp_min_snd_mss": KernelWrite("int", low=48, high=65535),
     "net.ipv4.tcp_early_retrans": KernelWrite("u8", low=0, high=4),
-    "net.ipv4.ip_local_port_range": KernelWrite("port_range", arity=2, low=1, high=65535),
-    "net.ipv4.ip_unprivileged_port_start": KernelWrite("port_start", low=0, high=65535),
+    "net.ipv4.ip_local_port_range": KernelWrite(
+        "port_range", arity=2, low=1, high=65535, peer="net.ipv4.ip_unprivileged_port_start"
+    ),
+    "net.ipv4.ip_unprivileged_port_start": KernelWrite(
+        "port_start", low=0, high=65535, peer="net.ipv4.ip_local_port_range"
+    ),
+    # Added with issue 10; bounds as Linux 6.18 enforces them (written in a fresh namespace, see
+    # tests/integration/test_catalog_kernel.py).
+    "net.ipv4.tcp_tw_reuse_delay": KernelWrite("uint", low=1, high=60000),
+    "net.ipv4.tcp_syn_linear_timeouts": KernelWrite("u8", low=0, high=127),
+    "net.ipv4.tcp_rto_min_us": KernelWrite("int", low=1),
+    "net.ipv4.tcp_rto_max_ms": KernelWrite("int", low=1000, high=120000),
+    "net.ipv4.tcp_shrink_window": KernelWrite("u8", low=0, high=1),
+    "net.ipv4.tcp_pingpong_thresh": KernelWrite("u8", low=1),
+    "net.ipv4.tcp_frto": _U8,
+    "net.ipv4.tcp_reordering": KernelWrite("capped", low=1, peer="net.ipv4.tcp_max_reordering", since="6.18"),
+    "net.ipv4.tcp_max_reordering": KernelWrite("int", low=1, since="6.18"),
+    "net.ipv4.tcp_recovery": _U8,
+    "net.ipv4.tcp_pacing_ss_ratio": KernelWrite("int", low=0, high=1000),
+    "net.ipv4.tcp_pacing_ca_ratio": KernelWrite("int", low=0, high=1000),
+    "net.ipv4.tcp_min_tso_segs": KernelWrite("u8", low=1),
+    "net.ipv4.tcp_fastopen_blackhole_timeout_sec": KernelWrite("int", low=0),
+    "net.ipv4.tcp_migrate_req": KernelWrite("u8", low=0, high=1),
+    "net.ipv4.tcp_child_ehash_entries": KernelWrite("uint", low=0, high=16777216),
+    "net.ipv4.udp_wmem_min": KernelWrite("int", low=1),
+    "net.ipv4.udp_mem": KernelWrite("ulong", arity=3),
+    "net.core.busy_poll": KernelWrite("int", low=0),
+    "net.core.busy_read": KernelWrite("int", low=0),
+    "net.core.netdev_budget": _INT,
+    "net.core.netdev_budget_usecs": KernelWrite("int", low=0),
+    "net.netfilter.nf_conntrack_tcp_timeout_time_wait": KernelWrite("jiffies"),
+    "net.netfilter.nf_conntrack_tcp_timeout_fin_wait": KernelWrite("jiffies"),
+    "net.netfilter.nf_conntrack_tcp_timeout_close_wait": KernelWrite("jiffies"),
 }
 """Per key, by full dotted name. Keys missing here (tcp_tw_recycle, ip_local_reserved_ports, default_qdisc, fs.*,
-net.core.netdev_max_backlog) have a write path tcptune does not model; what a write does to them is unknown."""
+net.core.netdev_max_backlog, tcp_allowed_congestion_control, nf_conntrack_max) have a write path tcptune does not
+model; what a write does to them is unknown."""
 
 DEVINET_WRITES: dict[str, KernelWrite] = {"rp_filter": KernelWrite("devinet")}
 """net.ipv4.conf.<interface|all|default>.<name>: devinet_conf_proc (proc_dointvec, then the default->interface copy)."""

@@ -1,11 +1,14 @@
-"""One exception root for everything tcptune reports to a user, and the Diagnostic value type.
+"""The errors of the command-line side, and the Diagnostic value type.
 
-The CLI maps these to messages and exit codes in exactly one place; anything else is an internal error.
+``TcptuneError`` subclasses ``failures.CoreError``, the root of the shipped core's errors (engine, state): the
+CLI maps that one root to messages and exit codes in exactly one place; anything else is an internal error.
 """
 
 from __future__ import annotations
 
 from typing import Literal, NamedTuple
+
+from .failures import CoreError
 
 Severity = Literal["error", "warning"]
 
@@ -59,10 +62,8 @@ class Diagnostic(NamedTuple):
         }
 
 
-class TcptuneError(Exception):
-    """Root of every error that is the user's or the machine's, not tcptune's."""
-
-    exit_code = 1
+class TcptuneError(CoreError):
+    """An error that is the user's or the machine's, not tcptune's (outside the shipped core)."""
 
 
 class ProfileError(TcptuneError):
@@ -80,10 +81,6 @@ class UsageError(TcptuneError):
     """A command was asked for something it cannot do (bad option combination, missing state)."""
 
 
-class PermissionProblem(TcptuneError):
-    """The operation needs privileges this process does not have."""
-
-
 class LiveStateError(TcptuneError):
     """Reading or writing /proc/sys or sysctl.d failed in a way the user must act on."""
 
@@ -92,12 +89,6 @@ class ConfirmationNeeded(UsageError):
     """A change needs confirmation and there is no terminal to ask on (scripts pass --yes)."""
 
     exit_code = 64
-
-
-class ApplyFailed(TcptuneError):
-    """An apply stopped part-way; the message says what was restored and what was not."""
-
-    exit_code = 3
 
 
 class FleetError(TcptuneError):

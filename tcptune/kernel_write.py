@@ -13,11 +13,11 @@ Whatever cannot be told exactly is an ``Unknown`` with its reason, never a guess
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, Tuple, Union  # noqa: UP035
 
 from .catalog import KernelWrite
 
-Value = tuple[int, ...] | str
+Value = Union[Tuple[int, ...], str]  # noqa: UP006, UP007 - evaluated at run time on hosts (Python >= 3.8)
 
 INT_MAX = 2**31 - 1
 UINT_MAX = 2**32 - 1
@@ -39,7 +39,7 @@ class Unknown:
     reason: str
 
 
-State = Value | Unknown
+State = Union[Value, Unknown]  # noqa: UP007 - evaluated at run time on hosts (Python >= 3.8)
 
 
 class KernelFacts(NamedTuple):
@@ -90,8 +90,8 @@ def parse_shown(rule: KernelWrite, text: str) -> State:
 def write(rule: KernelWrite, current: State, data: bytes, facts: KernelFacts, peer: State | None = None) -> Written:
     """The effect of writing ``data`` (what the applier sends, newline included) in one write(2) at offset 0.
 
-    ``peer`` is the other half of the port checks: ip_unprivileged_port_start for ip_local_port_range, and
-    ip_local_port_range for ip_unprivileged_port_start.
+    ``peer`` is the current value of the key ``rule.peer`` names: the other half of the port checks
+    (ip_unprivileged_port_start for ip_local_port_range and the reverse), the cap of a ``capped`` key.
     """
     if len(data) > PAGE_SIZE - 1:
         return Written(None, Unknown("value longer than the kernel reads in one write"), reason="value too long")
@@ -108,6 +108,8 @@ def write(rule: KernelWrite, current: State, data: bytes, facts: KernelFacts, pe
             return _port_range(rule, current, data, peer)
         if rule.handler == "port_start":
             return _port_start(rule, current, data, peer)
+        if rule.handler == "capped":
+            return _capped(rule, current, data, facts, peer)
         if rule.handler == "congestion":
             return _congestion(current, data, facts)
     except _Unsure as unsure:
@@ -297,6 +299,15 @@ def _port_start(rule: KernelWrite, current: State, data: bytes, local_port_range
     if local_port_range[0] < stored[0]:
         return Written(False, current, reason=f"above the start of ip_local_port_range ({local_port_range[0]})")
     return Written(True, (stored[0],))
+
+
+def _capped(rule: KernelWrite, current: State, data: bytes, facts: KernelFacts, cap_state: State | None) -> Written:
+    """proc_dointvec_minmax whose extra2 points at another key (tcp_reordering <= tcp_max_reordering)."""
+    cap = _single(cap_state, rule.peer or "its cap")
+    outcome = _int_vector(KernelWrite("int", low=rule.low), current, data, facts)
+    if outcome.accepted and not isinstance(outcome.value, (Unknown, str)) and outcome.value[0] > cap:
+        return Written(False, current, reason=f"above {rule.peer} ({cap})")
+    return outcome
 
 
 def _single(state: State | None, name: str) -> int:

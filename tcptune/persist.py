@@ -1,4 +1,6 @@
-"""sysctl.d files: render tcptune's own file, write it atomically, and read what the system would apply at boot.
+"""tcptune's own sysctl.d file: render it, write it atomically, read it back bounded, put it back.
+
+What the boot appliers make of the whole sysctl.d tree is ``boot``'s (modelled per applier).
 
 Standard library only and free of tcptune imports: shipped verbatim into generated Ansible roles
 (as ``module_utils/tcptune_persist.py``) so hosts persist exactly what the CLI persists.
@@ -7,11 +9,43 @@ Standard library only and free of tcptune imports: shipped verbatim into generat
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
-from collections.abc import Collection, Iterable, Mapping
-from typing import NamedTuple
+import stat
+from collections.abc import Collection, Mapping
 
 DEFAULT_FILE_NAME = "90-tcptune.conf"
+MAX_FILE_BYTES = 1 << 20
+"""Largest sysctl.d or state file read; a larger one is refused, never cut off."""
+
+
+class UnsafeFile(OSError):
+    """A file tcptune will not read, write through or replace: not a regular file, too large, or not UTF-8 text.
+
+    An OSError, so that callers that report ``exc.strerror`` for a failed write say why in plain words.
+    """
+
+    def __init__(self, path: str, why: str) -> None:
+        super().__init__(errno.EINVAL, why, path)
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words (for "... is a FIFO, not a regular file")."""
+    for test, name in (
+        (stat.S_ISLNK, "symbolic link"),
+        (stat.S_ISDIR, "directory"),
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISSOCK, "socket"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def _not_regular(path: str, mode: int) -> UnsafeFile:
+    return UnsafeFile(path, f"it is a {file_kind(mode)}, not a regular file; refusing to read, write or replace it")
 
 
 def render_sysctl_conf(
@@ -47,10 +81,19 @@ def _controls_replaced(text: str) -> str:
 def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
     """Write ``text`` to ``path`` so that readers see the old file or the new one, never a mix.
 
-    Temp file in the same directory, fsync, chmod, rename over the target, fsync the directory.
+    Temp file in the same directory, fsync, chmod, rename over the target, fsync the directory. An existing
+    ``path`` that is not a regular file (a symbolic link, FIFO, device node or socket: ``/dev/null``, say) is
+    refused with UnsafeFile: renaming over it would replace a device node or a link, never write where it points.
     """
     import tempfile  # not on the read-only paths (diff, validate): it costs a few ms to import
 
+    try:
+        mode_now = os.lstat(path).st_mode
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISREG(mode_now):
+            raise _not_regular(path, mode_now)
     directory = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tcptune-", suffix=".tmp", dir=directory)
     try:
@@ -67,24 +110,67 @@ def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
     _fsync_dir(directory)
 
 
-def read_text(path: str) -> str | None:
-    """A file's text, or None if there is no such file (what a journal keeps to restore it later)."""
+def read_bounded(path: str, *, follow: bool = False, limit: int = MAX_FILE_BYTES) -> bytes | None:
+    """A file's bytes, or None if there is no such file. Never blocks and never reads more than ``limit``.
+
+    Opened non-blocking (a FIFO would otherwise wait for a writer forever), then fstat'ed: anything but a regular
+    file raises UnsafeFile, as does a file larger than ``limit``. Without ``follow`` a symbolic link is refused too.
+    """
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
     try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP and not follow:
+            raise _not_regular(path, stat.S_IFLNK) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise _not_regular(path, mode)
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise UnsafeFile(path, f"it is larger than {limit} bytes; refusing to read it")
+    return b"".join(chunks)
+
+
+def read_own_file(path: str) -> str | None:
+    """tcptune's own sysctl.d file as text, or None if there is none. Never follows a symbolic link, never blocks,
+    at most MAX_FILE_BYTES; a non-regular, oversized or non-UTF-8 file raises UnsafeFile (an OSError)."""
+    data = read_bounded(path, follow=False)
+    if data is None:
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UnsafeFile(path, "it is not UTF-8 text; refusing to read or replace it") from None
 
 
 def restore_file(path: str, text: str | None, mode: int = 0o644) -> None:
-    """Put a file back as it was: atomically rewrite it, or remove it when there was none."""
+    """Put a file back as it was: atomically rewrite it, or remove it when there was none.
+
+    Like ``atomic_write``, never removes or replaces anything but a regular file (UnsafeFile).
+    """
     if text is not None:
         atomic_write(path, text, mode)
         return
     try:
-        os.unlink(path)
+        mode_now = os.lstat(path).st_mode
     except FileNotFoundError:
         return
+    if not stat.S_ISREG(mode_now):
+        raise _not_regular(path, mode_now)
+    os.unlink(path)
     _fsync_dir(os.path.dirname(os.path.abspath(path)))
 
 
@@ -94,112 +180,3 @@ def _fsync_dir(directory: str) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-
-
-# ---- what would be in force after a reboot: the sysctl.d precedence reader ----------------------------------------
-
-SEARCH_DIRS = ("/etc/sysctl.d", "/run/sysctl.d", "/usr/local/lib/sysctl.d", "/usr/lib/sysctl.d")
-"""Directories read by systemd-sysctl and ``sysctl --system``, in order of precedence for equal file names."""
-SYSCTL_CONF = "/etc/sysctl.conf"
-"""Read last by ``sysctl --system`` (systemd reaches it only through Debian's 99-sysctl.conf symlink)."""
-
-
-class SysctlEntry(NamedTuple):
-    """One ``key = value`` line of a sysctl.d file, where it is."""
-
-    key: str
-    value: str
-    file: str
-    line: int
-    ignore_errors: bool = False
-    """Written as ``-key = value``: failures to set it are not reported at boot."""
-
-    def where(self) -> str:
-        return f"{self.file}:{self.line}"
-
-
-class BootValue(NamedTuple):
-    """The value a key gets at boot, and every earlier assignment that it overrides (in reading order)."""
-
-    key: str
-    effective: SysctlEntry
-    overridden: tuple[SysctlEntry, ...] = ()
-
-
-def normalise_key(key: str) -> str:
-    """Dotted form, as systemd reads it: if the first separator is '/', slashes and dots swap roles."""
-    key = key.strip()
-    first = min((i for i in (key.find("/"), key.find(".")) if i >= 0), default=-1)
-    if first >= 0 and key[first] == "/":
-        key = key.translate(str.maketrans("/.", "./"))
-    return key
-
-
-def parse_sysctl_text(text: str, file: str) -> list[SysctlEntry]:
-    """``key = value`` lines; comments (``#``, ``;``), blank lines and lines without '=' are skipped.
-
-    A ``-key`` prefix marks an assignment whose failure is ignored; it still sets the key.
-    """
-    entries: list[SysctlEntry] = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        key, sep, value = line.partition("=")
-        if not sep:
-            continue  # systemd warns and skips; "-key" alone (a glob exclusion) sets nothing
-        key = key.strip()
-        ignore = key.startswith("-")
-        key = normalise_key(key.lstrip("-"))
-        if not key:
-            continue
-        entries.append(SysctlEntry(key, " ".join(value.split()), file, number, ignore))
-    return entries
-
-
-def parse_sysctl_file(path: str) -> list[SysctlEntry]:
-    """Entries of one file; an unreadable or vanished file (e.g. a dangling symlink) contributes nothing."""
-    try:
-        with open(path, encoding="utf-8", errors="replace") as handle:
-            return parse_sysctl_text(handle.read(), path)
-    except OSError:
-        return []
-
-
-def config_files(root: str = "/") -> list[str]:
-    """Every file systemd-sysctl / ``sysctl --system`` reads, in the order they are applied.
-
-    ``*.conf`` files are collected by file name across SEARCH_DIRS; for equal names the earlier directory wins
-    (``/etc`` masks ``/usr/lib``, a symlink to /dev/null masks a vendor file). They are applied in lexical order of
-    file name regardless of directory, and ``/etc/sysctl.conf`` comes last.
-    """
-    chosen: dict[str, str] = {}
-    for directory in SEARCH_DIRS:
-        full = _under(root, directory)
-        try:
-            names = os.listdir(full)
-        except OSError:
-            continue
-        for name in names:
-            if name.endswith(".conf") and name not in chosen:
-                chosen[name] = os.path.join(full, name)
-    files = [chosen[name] for name in sorted(chosen)]
-    conf = _under(root, SYSCTL_CONF)
-    if os.path.isfile(conf):
-        files.append(conf)
-    return files
-
-
-def boot_values(root: str = "/", keys: Iterable[str] | None = None) -> dict[str, BootValue]:
-    """Per key: the assignment in force after a reboot (the last one read) and the ones it overrides."""
-    wanted = None if keys is None else {normalise_key(k) for k in keys}
-    seen: dict[str, list[SysctlEntry]] = {}
-    for path in config_files(root):
-        for entry in parse_sysctl_file(path):
-            if wanted is None or entry.key in wanted:
-                seen.setdefault(entry.key, []).append(entry)
-    return {key: BootValue(key, entries[-1], tuple(entries[:-1])) for key, entries in seen.items()}
-
-
-def _under(root: str, path: str) -> str:
-    return os.path.join(root, path.lstrip("/")) if root not in ("", "/") else path

@@ -1,27 +1,52 @@
 """Desired values x live values -> Plan: what differs, what cannot be done here, and the writes, in a safe order.
 
-Pure: no filesystem, no kernel. ``diff``, ``apply --dry-run``, the journal and verification are all views of the
-same Plan, and it serialises to JSON as it is. Values are compared only through ``values.canonical``, the one
-normalisation shared with the Ansible module (the kernel prints ``tcp_rmem`` with tabs; users write spaces).
+Pure: no filesystem, no kernel. ``diff``, ``apply --dry-run``, a transaction's writes and verification are all
+views of the same Plan, and it serialises to JSON as it is. Values are compared only through ``values.canonical``,
+the one normalisation shared with the Ansible module (the kernel prints ``tcp_rmem`` with tabs; users write spaces).
+Standard library only (with ``live`` and ``values``): shipped to hosts with the engine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from .live import LiveValue, order_writes
-from .persist import BootValue, SysctlEntry
 from .values import canonical
 
 OK, DIFFERS, MISSING, READ_ONLY, UNREADABLE = "ok", "differs", "missing", "read-only", "unreadable"
+REFUSED = "refused"
+"""Differs, and kernel preflight says this kernel will not take the write (``preflight.fold``)."""
+REVERT = "revert"
+"""A key that leaves management: it goes back to its baseline (its value before tcptune first managed it)."""
 STATUS_TEXT = {
     OK: "ok",
     DIFFERS: "differs",
     MISSING: "missing on this kernel",
     READ_ONLY: "read-only here",
     UNREADABLE: "unreadable",
+    REFUSED: "refused",
+    REVERT: "revert to baseline",
 }
+
+
+class Desired(NamedTuple):
+    """What should be in force: a validated profile reduced to what a transaction needs (and a generation keeps)."""
+
+    name: str
+    fingerprint: str
+    values: dict[str, str]
+    source: str | None = None
+    scopes: Mapping[str, str] | None = None
+    """"netns" or "global" per key, from the catalog (for notes on keys that cannot be written here)."""
+    raw: frozenset[str] = frozenset()
+    """Keys of ``values`` outside the catalog that the profile allowed explicitly (all under ``net.``)."""
+    owners: Mapping[str, Any] | None = None
+    """``{owner: state.Owner}`` when roles share the host (``owners.compose``); None: this profile owns every key."""
+
+    def profile_record(self) -> dict[str, str | None]:
+        """The profile as a generation records it."""
+        return {"name": self.name, "fingerprint": self.fingerprint, "source": self.source}
 
 
 class KeyState(NamedTuple):
@@ -29,13 +54,20 @@ class KeyState(NamedTuple):
 
     key: str
     desired: str
+    """The value wanted; for a key being reverted, its baseline (or its live value when none was recorded)."""
     live: str | None
     status: str
-    """ok | differs | missing | read-only | unreadable."""
+    """ok | differs | missing | read-only | unreadable | refused | revert."""
     scope: str | None = None
     """"netns" or "global" from the catalog; None for keys it does not know."""
     note: str | None = None
     """Plain words for anything that is not ok (why it cannot be written, what to do)."""
+    preflight: str | None = None
+    """The kernel preflight verdict (ok | warning | refused); None when preflight did not run."""
+    reasons: tuple[str, ...] = ()
+    """Preflight's reasons (refusals first, then warnings)."""
+    raw: bool = False
+    """A key of the profile's raw: mapping, unchecked by the catalog."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +77,8 @@ class KeyState(NamedTuple):
             "status": self.status,
             "scope": self.scope,
             "note": self.note,
+            "raw": self.raw,
+            "preflight": None if self.preflight is None else {"outcome": self.preflight, "reasons": list(self.reasons)},
         }
 
 
@@ -76,8 +110,16 @@ class Plan(NamedTuple):
 
     @property
     def blocked(self) -> list[KeyState]:
-        """Keys that differ but cannot be written here: missing, read-only or unreadable."""
-        return self.with_status(MISSING, READ_ONLY, UNREADABLE)
+        """Keys that differ but cannot be written here: missing, read-only, unreadable, or refused by preflight."""
+        return self.with_status(MISSING, READ_ONLY, UNREADABLE, REFUSED)
+
+    @property
+    def reverts(self) -> list[KeyState]:
+        """Keys leaving management, back to their baseline (a Change where a write is needed and possible)."""
+        return self.with_status(REVERT)
+
+    def state_of(self, key: str) -> KeyState | None:
+        return next((k for k in self.keys if k.key == key), None)
 
     def counts(self) -> dict[str, int]:
         counts = {status: 0 for status in STATUS_TEXT}
@@ -102,12 +144,25 @@ def plan(
     profile: str = "",
     fingerprint: str = "",
     scopes: Mapping[str, str] | None = None,
+    revert: Mapping[str, str | None] | None = None,
 ) -> Plan:
-    """Compare each desired key with its live value; unchanged keys yield no Change (no-ops are first-class)."""
+    """Compare each desired key with its live value; unchanged keys yield no Change (no-ops are first-class).
+
+    ``revert`` maps keys leaving management to their baseline live value (None: none was recorded). They are
+    planned with status ``revert``: a Change back to the baseline where the key can be written and differs,
+    otherwise left as they are with a note. A revert never blocks a plan: the key is no longer wanted.
+    """
     scopes = scopes or {}
+    revert = revert or {}
     states: list[KeyState] = []
     changes: list[Change] = []
-    for key in sorted(desired):
+    for key in sorted({*desired, *revert}):
+        if key not in desired:
+            state, write = _revert_state(key, revert[key], live.get(key), scopes.get(key))
+            states.append(state)
+            if write and state.live is not None:
+                changes.append(Change(key, state.live, state.desired))
+            continue
         want = desired[key]
         value = live.get(key)
         scope = scopes.get(key)
@@ -133,6 +188,45 @@ def plan(
     return Plan(profile, fingerprint, tuple(states), tuple(order_changes(changes)))
 
 
+AT_BASELINE = "already at its value from before tcptune"
+
+
+def _revert_state(key: str, baseline: str | None, value: LiveValue | None, scope: str | None) -> tuple[KeyState, bool]:
+    """A key leaving management, and whether a write back to ``baseline`` is planned. Every note but AT_BASELINE
+    says why the key is left as it is."""
+    text = value.text if value is not None and value.status == OK else None
+    if baseline is None:
+        note = "no value from before tcptune was recorded: left as it is"
+        return KeyState(key, text or "", text, REVERT, scope, note), False
+    if text is None:
+        return KeyState(key, baseline, None, REVERT, scope, "cannot be read here now: left as it is"), False
+    if canonical(text) == canonical(baseline):
+        return KeyState(key, baseline, text, REVERT, scope, AT_BASELINE), False
+    if value is not None and not value.writable:
+        return KeyState(key, baseline, text, REVERT, scope, "not writable here now: left as it is"), False
+    return KeyState(key, baseline, text, REVERT, scope), True
+
+
+def split_blocked(
+    current: Plan, *, skip_missing: bool, skip_readonly: bool
+) -> tuple[Plan, list[KeyState], list[KeyState]]:
+    """(the plan without skipped keys, the skipped keys, the keys that must refuse the whole plan).
+
+    Keys that cannot be set here (missing on this kernel, read-only) refuse the plan unless told to skip them;
+    an unreadable key, and a write kernel preflight says this kernel refuses, always refuse it.
+    """
+    blocked = current.blocked
+    refuse = [
+        k
+        for k in blocked
+        if k.status in (UNREADABLE, REFUSED)
+        or (k.status == MISSING and not skip_missing)
+        or (k.status == READ_ONLY and not skip_readonly)
+    ]
+    skipped = [k for k in blocked if k not in refuse]
+    return without(current, {k.key for k in skipped}), skipped, refuse
+
+
 def order_changes(changes: list[Change]) -> list[Change]:
     """Order writes so the kernel's cross-key checks hold at every step: ``live.order_writes`` (shared with the
     Ansible module) on the canonical texts."""
@@ -149,117 +243,3 @@ def without(plan_: Plan, keys: set[str]) -> Plan:
         tuple(k for k in plan_.keys if k.key not in keys),
         tuple(c for c in plan_.changes if c.key not in keys),
     )
-
-
-# ---- persistence drift: what would be in force after a reboot -------------------------------------------------
-
-BOOT_OK, BOOT_DIFFERS, BOOT_NOT_PERSISTED, BOOT_DEFAULT = "ok", "differs", "not persisted", "kernel default"
-
-
-class BootState(NamedTuple):
-    """One key as systemd-sysctl / ``sysctl --system`` would set it at boot."""
-
-    key: str
-    desired: str
-    value: str | None
-    source: SysctlEntry | None
-    """The assignment that wins at boot (the last one read)."""
-    status: str
-    """ok | differs | not persisted | kernel default (no file sets it; the default is the desired value)."""
-    shadowed: tuple[SysctlEntry, ...] = ()
-    """tcptune's own assignment(s) that a later file overrides: the complaint tuned and Ansible users have."""
-
-    @property
-    def overridden(self) -> bool:
-        return bool(self.shadowed)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "desired": self.desired,
-            "value": self.value,
-            "file": self.source.file if self.source else None,
-            "line": self.source.line if self.source else None,
-            "status": self.status,
-            "overrides": [{"file": e.file, "line": e.line, "value": e.value} for e in self.shadowed],
-        }
-
-
-def boot_states(
-    desired: Mapping[str, str],
-    boot: Mapping[str, BootValue],
-    own_file: str | None,
-    defaults: Mapping[str, str] | None = None,
-) -> list[BootState]:
-    """Per desired key: the boot-time value and, when tcptune's own file is overridden, by which file and line.
-
-    A key no file sets gets the kernel's default at boot: not drift when that default (from the catalog, where it
-    does not depend on the machine) is the desired value.
-    """
-    defaults = defaults or {}
-    states = []
-    for key in sorted(desired):
-        want = desired[key]
-        found = boot.get(key)
-        if found is None:
-            default = defaults.get(key)
-            if default is not None and canonical(default) == canonical(want):
-                states.append(BootState(key, want, default, None, BOOT_DEFAULT))
-            else:
-                states.append(BootState(key, want, None, None, BOOT_NOT_PERSISTED))
-            continue
-        shadowed: tuple[SysctlEntry, ...] = ()
-        if own_file is not None and found.effective.file != own_file:
-            shadowed = tuple(e for e in found.overridden if e.file == own_file)
-        status = BOOT_OK if canonical(found.effective.value) == canonical(want) else BOOT_DIFFERS
-        states.append(BootState(key, want, found.effective.value, found.effective, status, shadowed))
-    return states
-
-
-class Drift(NamedTuple):
-    """A diff's answer: the live plan and the boot view; ``drift`` decides the exit code."""
-
-    plan: Plan
-    boot: Sequence[BootState] = ()
-    check_boot: bool = True
-
-    @property
-    def live_drift(self) -> bool:
-        return not self.plan.up_to_date
-
-    @property
-    def boot_drift(self) -> bool:
-        return self.check_boot and any(b.status not in (BOOT_OK, BOOT_DEFAULT) for b in self.boot)
-
-    @property
-    def drift(self) -> bool:
-        return self.live_drift or self.boot_drift
-
-    def as_dict(self) -> dict[str, Any]:
-        boot = {b.key: b for b in self.boot}
-        keys = []
-        for state in self.plan.keys:
-            row = state.as_dict()
-            row["boot"] = boot[state.key].as_dict() if state.key in boot else None
-            keys.append(row)
-        counts = self.plan.counts()
-        return {
-            "profile": self.plan.profile,
-            "fingerprint": self.plan.fingerprint,
-            "keys": keys,
-            "summary": {
-                "keys": len(self.plan.keys),
-                "ok": counts[OK],
-                "differs": counts[DIFFERS],
-                "missing": counts[MISSING],
-                "read_only": counts[READ_ONLY],
-                "unreadable": counts[UNREADABLE],
-                "boot_differs": sum(b.status == BOOT_DIFFERS for b in self.boot),
-                "boot_not_persisted": sum(b.status == BOOT_NOT_PERSISTED for b in self.boot),
-                "boot_kernel_default": sum(b.status == BOOT_DEFAULT for b in self.boot),
-                "boot_overridden": sum(b.overridden for b in self.boot),
-                "live_drift": self.live_drift,
-                "boot_drift": self.boot_drift,
-                "drift": self.drift,
-            },
-        }

@@ -17,8 +17,14 @@ import yaml
 
 from . import catalog
 from .errors import Diagnostic, Location, ProfileError
+from .values import has_unsafe_characters
 
-FIELDS = ("name", "description", "extends", "settings")
+FIELDS = ("name", "description", "extends", "settings", "raw")
+RAW_PREFIX = "net."
+"""Only network keys may be set under ``raw:``: elsewhere a sysctl can run programs as root (kernel.core_pattern,
+kernel.modprobe) or weaken the whole machine, and tcptune could not tell which."""
+MAX_RAW_VALUE_BYTES = 4095
+"""The kernel reads at most one page, less its terminating NUL, from one write to /proc/sys."""
 MAX_PROFILE_BYTES = 1024 * 1024
 KEY_NAME = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9_-]*([./][A-Za-z0-9_][A-Za-z0-9_-]*)*\Z")
 PROFILE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
@@ -41,7 +47,8 @@ class Profile:
     """A fully resolved profile: inheritance applied, values still as the user wrote them.
 
     ``chain`` lists every profile that contributed, parents first, ending with this one. ``problems`` holds what
-    loading found without having to stop; validation reports them with its own.
+    loading found without having to stop; validation reports them with its own. ``raw`` holds the keys of the
+    ``raw:`` mapping (keys the catalog does not know), their values already one line of kernel text.
     """
 
     def __init__(
@@ -53,16 +60,20 @@ class Profile:
         settings: dict[str, Setting],
         chain: tuple[str, ...] = (),
         problems: list[Diagnostic] | None = None,
+        raw: dict[str, Setting] | None = None,
     ) -> None:
         self.name, self.description, self.path, self.extends = name, description, path, extends
         self.settings, self.chain = settings, chain
         self.problems: list[Diagnostic] = problems if problems is not None else []
+        self.raw: dict[str, Setting] = raw if raw is not None else {}
 
     def fingerprint(self) -> str:
         """Short stable hash of the resolved key/value content (what gets applied)."""
         digest = _sha256()
         for key in sorted(self.settings):
             digest.update(f"{key}={self.settings[key].value!r}\n".encode())
+        for key in sorted(self.raw):  # after the settings, so a profile without raw: keeps its fingerprint
+            digest.update(f"raw:{key}={self.raw[key].value!r}\n".encode())
         return digest.hexdigest()[:12]
 
 
@@ -200,15 +211,20 @@ def _loc(file: str, mark: _Position | None) -> Location:
     return Location(file, mark.line + 1, mark.column + 1)
 
 
-def builtin_dirs() -> list[Path]:
-    """Where profile names are looked up: $TCPTUNE_PROFILE_PATH entries, then the built-in library."""
-    dirs = [Path(p) for p in os.environ.get("TCPTUNE_PROFILE_PATH", "").split(os.pathsep) if p]
+def library_dir() -> Path | None:
+    """The built-in library: in the installed package, or ``profiles/`` of a source checkout."""
     here = Path(__file__).resolve().parent
     for candidate in (here / "_data" / "profiles", here.parent / "profiles"):
         if candidate.is_dir():
-            dirs.append(candidate)
-            break
-    return dirs
+            return candidate
+    return None
+
+
+def builtin_dirs() -> list[Path]:
+    """Where profile names are looked up: $TCPTUNE_PROFILE_PATH entries, then the built-in library."""
+    dirs = [Path(p) for p in os.environ.get("TCPTUNE_PROFILE_PATH", "").split(os.pathsep) if p]
+    library = library_dir()
+    return [*dirs, library] if library is not None else dirs
 
 
 def builtin_names() -> list[str]:
@@ -247,6 +263,7 @@ class _Document:
         self.path, self.file, self.name, self.description = path, str(path), path.stem, ""
         self.extends: list[tuple[str, Location]] = []
         self.settings: list[Setting] = []
+        self.raw: list[Setting] = []
         self.problems: list[Diagnostic] = []
 
     def error(self, message: str, mark: _Position | None, key: str | None = None, hint: str | None = None) -> None:
@@ -264,11 +281,14 @@ def _read_document(path: Path) -> _Document:
     root, loader = _compose(_read_text(path), doc.file)
     read_field = {"name": _read_name, "description": _read_description, "extends": _read_extends}
     settings_node: yaml.Node | None = None
+    raw_node: yaml.Node | None = None
     seen: set[str] = set()
     for key_node, value_node in root.value:
         field = _field_name(key_node, seen, doc)
         if field == "settings":
             settings_node = value_node
+        elif field == "raw":
+            raw_node = value_node
         elif field is not None:
             read_field[field](value_node, doc)
     if "name" not in seen and not PROFILE_NAME.match(doc.name):
@@ -280,7 +300,9 @@ def _read_document(path: Path) -> _Document:
         doc.name = "unnamed"
     if settings_node is not None:  # after the fields, so that origins carry the final profile name
         _read_settings(settings_node, doc, loader)
-    if "settings" not in seen and not doc.extends:
+    if raw_node is not None:
+        _read_raw(raw_node, doc, loader)
+    if "settings" not in seen and "raw" not in seen and not doc.extends:
         doc.error("profile has no 'settings'", root.start_mark, hint="add 'settings:' with at least one sysctl key")
     return doc
 
@@ -459,6 +481,107 @@ def _setting(
     return Setting(key, value, _loc(doc.file, node.start_mark), doc.name, written)
 
 
+def _read_raw(node: yaml.Node, doc: _Document, loader: _StrictLoader | _StrictCLoader) -> None:
+    """The ``raw`` mapping: network keys the catalog does not know, each with one line of kernel text."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+        return
+    if not isinstance(node, yaml.MappingNode):
+        doc.error("'raw' must be a mapping of sysctl keys to values", node.start_mark)
+        return
+    seen: dict[str, _Position] = {}
+    for key_node, value_node in node.value:
+        key = _raw_key(key_node, seen, doc)
+        if key is None:
+            continue
+        text = _raw_value(key, value_node, doc, loader)
+        if text is not None:
+            doc.raw.append(Setting(key, text, _loc(doc.file, value_node.start_mark), doc.name, str(key_node.value)))
+
+
+def raw_key_name(written: str) -> str:
+    """A raw key's name as tcptune keeps it: dotted, unless a component holds a dot (a VLAN interface such as
+    ``eth0.100``), which only the slash form can say."""
+    if "/" in written:
+        parts = written.strip("/").split("/")
+        return written.strip("/") if any("." in part for part in parts) else ".".join(parts)
+    return written
+
+
+def _raw_key(node: yaml.Node, seen: dict[str, _Position], doc: _Document) -> str | None:
+    """A raw key: a plain sysctl name under net., unknown to the catalog, given once."""
+    if not isinstance(node, yaml.ScalarNode) or node.tag != "tag:yaml.org,2002:str":
+        doc.error("sysctl key names must be plain text", node.start_mark)
+        return None
+    written = str(node.value)
+    if not KEY_NAME.match(written.strip("/")):
+        doc.error(f"{written!r} is not a sysctl key name", node.start_mark, hint="dotted identifiers, e.g. net.ipv4.x")
+        return None
+    key = raw_key_name(written)
+    if not key.replace("/", ".").startswith(RAW_PREFIX):
+        doc.error(
+            "only net.* keys may be set under 'raw:'",
+            node.start_mark,
+            key=key,
+            hint="other sysctls can run programs as root (kernel.core_pattern, kernel.modprobe) or weaken the "
+            "whole machine; set them with your own configuration management",
+        )
+        return None
+    known = catalog.canonical_name(key) if "/" not in key else catalog.canonical_name(key.replace("/", "."))
+    if known is not None:
+        doc.error(
+            "tcptune's catalog knows this key",
+            node.start_mark,
+            key=known,
+            hint="put it under 'settings:', where its value is checked",
+        )
+        return None
+    if key in seen:
+        doc.error("duplicate key", node.start_mark, key=key, hint=f"first set at line {seen[key].line + 1} of 'raw:'")
+        return None
+    seen[key] = node.start_mark
+    return key
+
+
+def _raw_value(key: str, node: yaml.Node, doc: _Document, loader: _StrictLoader | _StrictCLoader) -> str | None:
+    """One line of kernel text from a number, a string, or a list of them (joined by spaces)."""
+    if isinstance(node, yaml.MappingNode):
+        doc.error("expected a value, got a mapping", node.start_mark, key=key)
+        return None
+    scalars = node.value if isinstance(node, yaml.SequenceNode) else [node]
+    if any(not isinstance(item, yaml.ScalarNode) for item in scalars):
+        doc.error("list items must be plain values", node.start_mark, key=key)
+        return None
+    try:
+        values = [loader.construct_object(item, deep=True) for item in scalars]
+    except (ValueError, yaml.YAMLError) as exc:
+        doc.error(f"unreadable value: {exc}", node.start_mark, key=key)
+        return None
+    parts = []
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            kind = "true/false" if isinstance(value, bool) else "nothing" if value is None else type(value).__name__
+            doc.error(
+                f"expected a number or text, got {kind}",
+                node.start_mark,
+                key=key,
+                hint='write the value as the kernel shows it, e.g. 1 or "4096 87380 6291456"',
+            )
+            return None
+        parts.append(str(value).strip())
+    text = " ".join(parts)
+    if has_unsafe_characters(text):
+        doc.error("value contains a newline or control character", node.start_mark, key=key)
+        return None
+    if len(text.encode()) > MAX_RAW_VALUE_BYTES:
+        doc.error(
+            f"value is {len(text.encode())} bytes; the kernel takes at most {MAX_RAW_VALUE_BYTES} in one write",
+            node.start_mark,
+            key=key,
+        )
+        return None
+    return text
+
+
 def load_profile(ref: str | Path) -> Profile:
     """Load and resolve a profile by path or library name. Raises ProfileError if it cannot be read at all."""
     path = find_profile(str(ref))
@@ -475,7 +598,8 @@ def load_profile(ref: str | Path) -> Profile:
     doc = _cached(path, cache)
     problems = list(doc.problems)
     chain: list[str] = []
-    settings = _merge(doc, [path.resolve()], cache, problems, chain)
+    raw: dict[str, Setting] = {}
+    settings = _merge(doc, [path.resolve()], cache, problems, chain, raw)
     return Profile(
         name=doc.name,
         description=doc.description,
@@ -484,6 +608,7 @@ def load_profile(ref: str | Path) -> Profile:
         settings=settings,
         chain=tuple(chain),
         problems=problems,
+        raw=raw,
     )
 
 
@@ -495,8 +620,14 @@ def _cached(path: Path, cache: dict[Path, _Document]) -> _Document:
 
 
 def _merge(
-    doc: _Document, stack: list[Path], cache: dict[Path, _Document], problems: list[Diagnostic], chain: list[str]
+    doc: _Document,
+    stack: list[Path],
+    cache: dict[Path, _Document],
+    problems: list[Diagnostic],
+    chain: list[str],
+    raw: dict[str, Setting],
 ) -> dict[str, Setting]:
+    """The settings of ``doc`` over those of its parents; ``raw`` collects the raw: keys the same way."""
     merged: dict[str, Setting] = {}
     for ref, where in doc.extends:
         names = " -> ".join(cache[p].name if p in cache else p.stem for p in stack)
@@ -525,8 +656,9 @@ def _merge(
             problems.extend(exc.diagnostics)
             continue
         problems.extend(p for p in parent.problems if p not in problems)
-        merged.update(_merge(parent, [*stack, resolved], cache, problems, chain))
+        merged.update(_merge(parent, [*stack, resolved], cache, problems, chain, raw))
     merged.update({s.key: s for s in doc.settings})
+    raw.update({s.key: s for s in doc.raw})
     if doc.name not in chain:
         chain.append(doc.name)
     return merged

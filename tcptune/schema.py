@@ -52,6 +52,14 @@ def key_schema(key: catalog.Key) -> dict[str, Any]:
                 if not key.open_choices
                 else {"anyOf": [{"enum": list(key.choices)}, schema]}
             )
+    elif key.shape == "names":
+        name = {"type": "string", "pattern": r"^[A-Za-z0-9_.+-]+$"}
+        schema = {
+            "anyOf": [
+                {"type": "array", "items": name, "minItems": 1},
+                {"type": "string", "pattern": r"^\s*[A-Za-z0-9_.+-]+(\s+[A-Za-z0-9_.+-]+)*\s*$"},
+            ]
+        }
     elif key.shape == "portlist":
         schema = {
             "anyOf": [
@@ -102,6 +110,19 @@ def profile_schema() -> dict[str, Any]:
                 "additionalProperties": False,
                 "properties": settings,
                 "description": "sysctl keys (full dotted names) and their values.",
+            },
+            "raw": {
+                "type": "object",
+                "propertyNames": {"pattern": r"^net[./][A-Za-z0-9_./-]+$"},
+                "additionalProperties": {
+                    "anyOf": [
+                        {"type": "integer"},
+                        {"type": "string", "pattern": r"^[^\x00-\x08\x0a-\x1f\x7f]*$"},
+                        {"type": "array", "items": {"type": ["integer", "string"]}},
+                    ]
+                },
+                "description": "net.* keys tcptune's catalog does not know, with values as the kernel shows "
+                "them; checked against the running kernel by diff and apply, never by the catalog.",
             },
         },
         "required": [],

@@ -1,7 +1,7 @@
 """Where tcptune reads, writes and keeps state: the real machine by default, temporary trees in tests.
 
 The one place an injectable root is checked (``Target.proc``), and the one home of the default paths, so that the
-CLI, the engine and the evidence readers agree on them.
+CLI, the engine and the evidence readers agree on them. Standard library only: shipped to hosts with the engine.
 """
 
 from __future__ import annotations
@@ -9,11 +9,13 @@ from __future__ import annotations
 import os
 from typing import NamedTuple
 
-from .errors import LiveStateError, UsageError
+from .failures import BadTarget
 from .live import ProcSys
 from .persist import DEFAULT_FILE_NAME
 
 REAL_PROC_SYS = "/proc/sys"
+REAL_PROC_NET = "/proc/net"
+"""The kernel's counters of the calling thread's network namespace (``sockets.DEFAULT_PROC_NET``)."""
 DEFAULT_STATE_DIR = "/var/lib/tcptune"
 DEFAULT_SYSCTL_DIR = "/etc/sysctl.d"
 
@@ -26,6 +28,8 @@ class Target(NamedTuple):
     sysctl_dir: str = DEFAULT_SYSCTL_DIR
     sysctl_root: str = "/"
     """Root of the tree whose sysctl.d directories are read to predict boot-time values."""
+    file_name: str = DEFAULT_FILE_NAME
+    """tcptune's own file in ``sysctl_dir`` (the Ansible module's ``sysctl_file`` may name another)."""
 
     @classmethod
     def at(
@@ -42,17 +46,17 @@ class Target(NamedTuple):
 
     @property
     def proc(self) -> ProcSys:
-        """The tree to read and write; UsageError for an empty --proc-root, LiveStateError for a missing one."""
+        """The tree to read and write; BadTarget for an empty or missing --proc-root."""
         if not self.proc_root:
-            raise UsageError("--proc-root must not be empty (the default is /proc/sys)")
+            raise BadTarget("--proc-root must not be empty (the default is /proc/sys)")
         if not os.path.isdir(self.proc_root):
             what = "not a directory" if os.path.exists(self.proc_root) else "no such directory"
-            raise LiveStateError(f"--proc-root {self.proc_root}: {what}")
+            raise BadTarget(f"--proc-root {self.proc_root}: {what}")
         return ProcSys(self.proc_root)
 
     @property
     def own_file(self) -> str:
-        return os.path.join(self.sysctl_dir, DEFAULT_FILE_NAME)
+        return os.path.join(self.sysctl_dir, self.file_name)
 
     @property
     def is_real_kernel(self) -> bool:

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from . import catalog
+from . import catalog, keycheck
 from .errors import Diagnostic, Location
+from .keycheck import KERNEL_CHECKS_ORDER
 from .profile import Profile, Setting
-from .values import ValueProblem, format_kernel, parse_value
+from .values import format_kernel
 
 UNPRIVILEGED_PORT_DEFAULT = 1024
 
@@ -18,7 +19,9 @@ UNPRIVILEGED_PORT_DEFAULT = 1024
 class Verdict:
     """What validation found, and the values that passed, ready to compare with /proc/sys.
 
-    ``values`` maps each full key name that passed to its value as tcptune writes it (single spaces).
+    ``values`` maps each full key name that passed to its value as tcptune writes it (single spaces), the keys
+    of the profile's ``raw:`` mapping included; ``raw`` names those, which the catalog did not check (downstream
+    code marks them, preflight checks them against the running kernel, the engine records them).
     """
 
     def __init__(self, profile: Profile, diagnostics: list[Diagnostic] | None = None) -> None:
@@ -26,6 +29,7 @@ class Verdict:
         self.diagnostics: list[Diagnostic] = diagnostics if diagnostics is not None else []
         self.values: dict[str, str] = {}
         self.parsed: dict[str, tuple[int, ...] | str] = {}
+        self.raw: frozenset[str] = frozenset()
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -64,22 +68,23 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
                 )
             )
             continue
-        try:
-            parsed = parse_value(setting.value, key.shape, key.unit, key.units_accepted)
-        except ValueProblem as problem:
-            add(
-                Diagnostic(
-                    "error", setting.location, problem.message, key=key.name, hint=problem.hint or describe_valid(key)
-                )
-            )
-            continue
-        problems = list(_range_problems(key, parsed))
+        parsed, problems = keycheck.check(key, setting.value)
         for message, hint in problems:
             add(Diagnostic("error", setting.location, message, key=key.name, hint=hint))
-        if problems:
+        if parsed is None:
             continue
         verdict.parsed[key.name] = parsed
         verdict.values[key.name] = format_kernel(parsed)
+        if key.obsolete:
+            add(
+                Diagnostic(
+                    "warning",
+                    setting.location,
+                    f"does nothing since Linux {key.obsolete}",
+                    key=key.name,
+                    hint=key.obsolete_reason,
+                )
+            )
         if key.shape == "string" and key.choices and key.open_choices and parsed not in key.choices:
             add(
                 Diagnostic(
@@ -90,6 +95,10 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
                     hint="usual: " + ", ".join(key.choices) + "; it must be available on the target kernel",
                 )
             )
+
+    for key_name, setting in profile.raw.items():  # checked when loaded: net.*, unknown to the catalog, one line
+        verdict.values[key_name] = str(setting.value)
+    verdict.raw = frozenset(profile.raw)
 
     for rule in RULES:
         verdict.diagnostics.extend(rule(verdict))
@@ -111,32 +120,6 @@ def validate(profile: Profile, *, container: bool = False) -> Verdict:
     return verdict
 
 
-def describe_valid(key: catalog.Key) -> str:
-    """What a valid value for ``key`` looks like, in one phrase."""
-    if key.shape in ("enum", "bool"):
-        return "one of " + ", ".join(key.choices or ("0", "1"))
-    if key.shape == "string":
-        return ("e.g. " if key.open_choices else "one of ") + ", ".join(key.choices) if key.choices else "a name"
-    if key.shape == "portlist":
-        return 'comma-separated ports or ranges, e.g. "8080,9000-9100", or "" for none'
-    bounds = _bounds_text(key)
-    if key.shape in ("triple", "pair"):
-        names = "/".join(key.elements) if key.elements else f"{key.arity} numbers"
-        return f"{names}, each {bounds}" if bounds else names
-    return bounds or "an integer"
-
-
-def _bounds_text(key: catalog.Key) -> str:
-    unit = "" if key.unit in ("none", "count") else f" {key.unit}"
-    if key.minimum is not None and key.maximum is not None:
-        return f"{key.minimum}..{key.maximum}{unit}"
-    if key.minimum is not None:
-        return f">= {key.minimum}{unit}"
-    if key.maximum is not None:
-        return f"<= {key.maximum}{unit}"
-    return ""
-
-
 def _unknown_key(setting: Setting) -> Diagnostic:
     written = setting.written_as or setting.key
     options = catalog.ambiguous(written)
@@ -151,34 +134,6 @@ def _unknown_key(setting: Setting) -> Diagnostic:
     close = catalog.suggest(setting.key)
     hint = f"did you mean {' or '.join(close)}?" if close else "run 'tcptune explain --list' for the known keys"
     return Diagnostic("error", setting.location, "unknown sysctl key", key=written, hint=hint)
-
-
-def _range_problems(key: catalog.Key, parsed: tuple[int, ...] | str) -> Iterable[tuple[str, str]]:
-    if isinstance(parsed, str):
-        if key.shape == "string" and key.choices and not key.open_choices and parsed not in key.choices:
-            yield f"{parsed!r} is not valid", describe_valid(key)
-        if key.shape == "portlist" and parsed:
-            top = max(int(part.split("-")[-1]) for part in parsed.split(","))
-            if top > 65535:
-                yield f"port {top} is out of range", "ports are 1..65535"
-        return
-    if key.shape in ("enum", "bool"):
-        choices = key.choices or ("0", "1")
-        if str(parsed[0]) not in choices:
-            meanings = ""
-            if key.choice_meanings:
-                meanings = " (" + "; ".join(f"{c} = {m}" for c, m in zip(choices, key.choice_meanings)) + ")"
-            yield f"{parsed[0]} is not valid", "one of " + ", ".join(choices) + meanings
-        return
-    for index, number in enumerate(parsed):
-        low_ok = key.minimum is None or number >= key.minimum
-        high_ok = key.maximum is None or number <= key.maximum
-        if not (low_ok and high_ok):
-            where = f"{key.elements[index]} " if key.elements and len(parsed) > 1 else ""
-            yield f"{where}{number} is out of range", f"valid: {_bounds_text(key)}"
-    if len(parsed) > 1 and list(parsed) != sorted(parsed):
-        names = " <= ".join(key.elements) if key.elements else " <= ".join(["value"] * len(parsed))
-        yield f"values {' '.join(map(str, parsed))} are out of order", f"the kernel needs {names}"
 
 
 # ---- cross-key rules: each takes the verdict so far and yields diagnostics --------------------------------------
@@ -217,6 +172,65 @@ def _port_range_vs_unprivileged(verdict: Verdict) -> Iterable[Diagnostic]:
             "low and high have the same parity",
             key="net.ipv4.ip_local_port_range",
             hint="the kernel's connect() port search works best with one even and one odd bound",
+        )
+
+
+def _vector_order(verdict: Verdict) -> Iterable[Diagnostic]:
+    """Buffer and memory triples out of order: the kernel stores them as given, which is almost always a typo."""
+    for name, parsed in verdict.parsed.items():
+        key = catalog.get(name)
+        if key is None or key.shape != "triple" or name in KERNEL_CHECKS_ORDER or not isinstance(parsed, tuple):
+            continue
+        if list(parsed) != sorted(parsed):
+            order = " <= ".join(key.elements)
+            yield Diagnostic(
+                "warning",
+                _at(verdict, name),
+                f"values {' '.join(map(str, parsed))} are out of order ({order})",
+                key=name,
+                hint="the kernel does not check the order and stores them as given; "
+                + _ORDER_CONSEQUENCE.get(name, "the limits then contradict each other"),
+            )
+
+
+_ORDER_CONSEQUENCE = {
+    "net.ipv4.tcp_rmem": "a default above the max starts every socket above the autotuning ceiling",
+    "net.ipv4.tcp_wmem": "a default above the max starts every socket above the autotuning ceiling",
+}
+
+
+def _buffer_min_below_page(verdict: Verdict) -> Iterable[Diagnostic]:
+    for name in ("net.ipv4.tcp_rmem", "net.ipv4.tcp_wmem"):
+        triple = _value(verdict, name)
+        if triple and triple[0] < MIN_BUFFER_FLOOR:
+            yield Diagnostic(
+                "warning",
+                _at(verdict, name),
+                f"min {triple[0]} is below {MIN_BUFFER_FLOOR} bytes",
+                key=name,
+                hint="the min is what each socket is guaranteed under memory pressure; the kernel's own default"
+                " is one page (4096 bytes)",
+            )
+
+
+MIN_BUFFER_FLOOR = 4096
+
+
+def _reordering_vs_max(verdict: Verdict) -> Iterable[Diagnostic]:
+    reordering = _value(verdict, "net.ipv4.tcp_reordering")
+    if not reordering:
+        return
+    cap = _value(verdict, "net.ipv4.tcp_max_reordering")
+    entry = catalog.get("net.ipv4.tcp_max_reordering")
+    ceiling = cap[0] if cap else int(entry.default) if entry and entry.default else None
+    if ceiling is not None and reordering[0] > ceiling:
+        origin = "set in this profile" if cap else "kernel default"
+        yield Diagnostic(
+            "warning",
+            _at(verdict, "net.ipv4.tcp_reordering"),
+            f"{reordering[0]} is above net.ipv4.tcp_max_reordering ({ceiling}, {origin})",
+            key="net.ipv4.tcp_reordering",
+            hint="Linux 6.18 refuses such a write, and older kernels never use more than the max",
         )
 
 
@@ -290,6 +304,9 @@ def _risky_disables(verdict: Verdict) -> Iterable[Diagnostic]:
 
 RULES: tuple[Rule, ...] = (
     _port_range_vs_unprivileged,
+    _vector_order,
+    _buffer_min_below_page,
+    _reordering_vs_max,
     _tw_reuse_needs_timestamps,
     _low_fin_timeout,
     _buffer_max_vs_core("net.ipv4.tcp_rmem", "net.core.rmem_max"),

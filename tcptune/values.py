@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Tuple, Union  # noqa: UP035
 
 _INT = re.compile(r"^[+-]?\d+$")
 _PORTLIST = re.compile(r"^\d+(-\d+)?(,\d+(-\d+)?)*$")
 _AROUND_SEPARATOR = re.compile(r"\s*([,-])\s*")
 _WORD = re.compile(r"^[A-Za-z0-9_.+-]+$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.+-]*$")
 _UNIT_NUMBER = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$")
 
 BYTE_UNITS = {
@@ -36,7 +38,7 @@ _UNIT_TABLES: dict[str, Mapping[str, float]] = {
     "milliseconds": MILLISECOND_UNITS,
 }
 
-Parsed = tuple[int, ...] | str
+Parsed = Union[Tuple[int, ...], str]  # noqa: UP006, UP007 - evaluated at run time on hosts (Python >= 3.8)
 
 
 class ValueProblem(ValueError):
@@ -52,7 +54,8 @@ def canonical(text: object) -> str:
     """The one normal form used to compare a live value with a desired one.
 
     Whitespace runs (the kernel's tabs in ``tcp_rmem``) fold to one space, integers lose leading zeros and
-    signs of ``+``, port lists are merged and sorted, other text is stripped.
+    signs of ``+``, port lists are merged and sorted, lists of names (``tcp_allowed_congestion_control``, which
+    the kernel prints in its own order) are sorted, other text is stripped.
     """
     if isinstance(text, bool):
         return "1" if text else "0"
@@ -72,6 +75,8 @@ def canonical(text: object) -> str:
             return format_portlist(parse_portlist(s))
         except ValueProblem:  # a backwards range: not a port list the kernel would print; compare as text
             pass
+    if len(tokens) > 1 and all(_NAME.match(t) for t in tokens):
+        return " ".join(sorted(set(tokens)))
     return " ".join(tokens)
 
 
@@ -178,6 +183,8 @@ def parse_value(raw: object, shape: str, unit: str = "none", units_accepted: boo
         return _port_list(raw)
     if shape == "string":
         return _name(raw)
+    if shape == "names":
+        return _names(raw)
     raise ValueProblem(f"unsupported shape {shape}")
 
 
@@ -233,6 +240,19 @@ def _name(raw: object) -> str:
     if not _WORD.match(s):
         raise ValueProblem(f"{raw!r} is not a plain name", "letters, digits, '_', '-', '.' only")
     return s
+
+
+def _names(raw: object) -> str:
+    """Name lists (``tcp_allowed_congestion_control``): a YAML list or the kernel's space-separated string."""
+    if isinstance(raw, str):
+        items: list[object] = list(raw.split())
+    elif isinstance(raw, (list, tuple)):
+        items = list(raw)
+    else:
+        raise ValueProblem(f"expected names, got {_kind(raw)}", 'a list of names or "reno cubic bbr"')
+    if not items:
+        raise ValueProblem("expected at least one name", 'a list of names or "reno cubic bbr"')
+    return " ".join(_name(item) for item in items)
 
 
 def format_kernel(parsed: Parsed) -> str:

@@ -21,3 +21,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "netns" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _no_system_log(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tcptune logs its changes to /dev/log: tests that change their trees must not write to the machine's journal
+    (tests of the logging bind a socket of their own and point TCPTUNE_LOG_SOCKET at it)."""
+    monkeypatch.setenv("TCPTUNE_LOG_SOCKET", "")

@@ -23,9 +23,11 @@ from typing import Any
 
 from ..errors import FleetError
 from ..output import one_line
-from .render import RoleSpec, render_role, unsafe, yaml_document
+from .render import MODULE_NAME, RoleSpec, generic_spec, render_role, unsafe, yaml_document
 
-MODULE = "tcptune_sysctl"
+MODULE = MODULE_NAME
+COLLECTION_MODULE = "sysctl_profile"
+"""The module's name in the tcptune.tuning collection (tcptune.tuning.sysctl_profile)."""
 HOST_STATUSES = ("ok", "changed", "failed", "unreachable")
 
 
@@ -43,6 +45,11 @@ class HostResult:
     """key -> {reason, message} for the keys that stopped this host."""
     file_changed: bool = False
     message: str = ""
+    """The whole message (the module's, or Ansible's); the table shows ``short`` instead."""
+    generation: int | None = None
+    """The host's current generation after the run (in check mode: the one it would be)."""
+    reason: str | None = None
+    """One word for a failure (read-only, missing, invalid, not-kept, conflict, file, locked, ...)."""
 
     @property
     def drift(self) -> list[str]:
@@ -57,21 +64,37 @@ class HostResult:
             "file_changed": self.file_changed,
             "failed_keys": self.failed_keys,
             "message": self.message,
+            "generation": self.generation,
+            "reason": self.reason,
             "keys": self.keys,
         }
 
-    def push_row(self) -> tuple[object, ...]:
-        """(host, status, keys changed, detail): this host's line in the table of ``tcptune push``."""
+    @property
+    def why(self) -> str | None:
+        """The failure's reason: the module's, else those of the keys that stopped the host."""
+        reasons = sorted({str(info.get("reason") or "error") for info in self.failed_keys.values()})
+        return self.reason or (", ".join(reasons) if reasons else None)
+
+    @property
+    def short(self) -> str:
+        """This host's failure in one short line for a table: the reason and the keys, or the message cut short."""
+        keys = sorted(self.failed_keys)
+        if self.why and keys:
+            return f"{self.why}: {_listed(keys, 2)}"
+        return _cut(self.message, SHORT)
+
+    def push_row(self, verbose: bool = False) -> tuple[object, ...]:
+        """(host, status, keys changed, generation, detail): this host's line in the tables of ``tcptune push`` and
+        ``tcptune rollback -i``; one short line unless ``verbose``."""
+        generation = "-" if self.generation is None else self.generation
         if self.status in ("changed", "ok"):
             keys = self.changed_keys
-            detail = ", ".join(keys) if len(keys) <= 4 else ", ".join(keys[:4]) + f", ... (+{len(keys) - 4})"
+            detail = _listed(keys, 3)
             if self.file_changed and not keys:
                 detail = "sysctl.d file rewritten"
-            return (self.host, self.status, len(keys), detail or "up to date")
-        if self.status == "failed":
-            reasons = sorted({info.get("reason", "error") for info in self.failed_keys.values()})
-            return (self.host, "failed" + (f" ({', '.join(reasons)})" if reasons else ""), "-", self.message)
-        return (self.host, self.status, "-", self.message)
+            return (self.host, self.status, len(keys), generation, detail or "up to date")
+        status = "failed" + (f" ({self.why})" if self.why else "") if self.status == "failed" else self.status
+        return (self.host, status, "-", generation, self.message if verbose else self.short)
 
     def drift_rows(self) -> list[tuple[object, ...]]:
         """(host, key, live, desired, status): this host's lines in the table of ``tcptune diff -i``.
@@ -106,6 +129,9 @@ class FleetResult:
     check: bool
     seconds: float
     profile: str = ""
+    action: str = "apply"
+    playbook: str = ""
+    """The ansible-playbook that ran (tcptune's own environment's first)."""
 
     @property
     def failed(self) -> list[HostResult]:
@@ -118,8 +144,8 @@ class FleetResult:
     def counts(self) -> dict[str, int]:
         return {s: sum(h.status == s for h in self.hosts) for s in HOST_STATUSES}
 
-    def push_rows(self) -> list[tuple[object, ...]]:
-        return [host.push_row() for host in self.hosts]
+    def push_rows(self, verbose: bool = False) -> list[tuple[object, ...]]:
+        return [host.push_row(verbose) for host in self.hosts]
 
     def drift_rows(self) -> list[tuple[object, ...]]:
         return [row for host in self.hosts for row in host.drift_rows()]
@@ -127,11 +153,26 @@ class FleetResult:
     def as_dict(self) -> dict[str, Any]:
         return {
             "profile": self.profile,
+            "action": self.action,
             "check": self.check,
+            "ansible_playbook": self.playbook,
             "seconds": round(self.seconds, 2),
             "summary": self.counts(),
             "hosts": {h.host: h.as_dict() for h in self.hosts},
         }
+
+
+SHORT = 60
+"""Longest detail in a table cell; the whole message is in --format json and --verbose."""
+
+
+def _listed(items: list[str], most: int) -> str:
+    return ", ".join(items) if len(items) <= most else ", ".join(items[:most]) + f", ... (+{len(items) - most})"
+
+
+def _cut(text: str, width: int) -> str:
+    text = one_line(text)
+    return text if len(text) <= width else text[: width - 3].rstrip() + "..."
 
 
 # ---- inventory ---------------------------------------------------------------------------------------------------
@@ -297,18 +338,73 @@ def run_spec(
     with the hosts that run, ``on_host(result)`` as each host finishes (from the thread that follows the run).
     Raises FleetError if the run could not start at all (bad inventory, Ansible not runnable).
     """
+
+    def prepare(project: Path) -> tuple[str, dict[str, str]]:
+        role_dir = render_role(spec, project / "roles", molecule=False)
+        _trim_for_one_run(role_dir)
+        return _playbook(role_dir.name, spec.profile_name), {}
+
+    return _execute(
+        inventory, prepare, limit, settings or run_settings(forks), check, on_start, on_host, spec.profile_name, "apply"
+    )
+
+
+def run_action(
+    inventory: str,
+    action: str,
+    *,
+    to: int | None = None,
+    limit: str | None = None,
+    forks: int | None = None,
+    check: bool = False,
+    settings: RunSettings | None = None,
+    on_start: Callable[[list[str]], None] | None = None,
+    on_host: Callable[[HostResult], None] | None = None,
+) -> FleetResult:
+    """``rollback`` (to generation ``to``; None: the one before each host's current), ``reset`` or ``recover`` on
+    every host: the module (with the core it ships) called directly, as the generic role would call it."""
+
+    def prepare(project: Path) -> tuple[str, dict[str, str]]:
+        role_dir = render_role(generic_spec(), project / "roles", molecule=False)
+        args: dict[str, Any] = {"action": action}
+        if to is not None:
+            args["to"] = to
+        play = {
+            "name": f"tcptune {action}",
+            "hosts": "all",
+            "gather_facts": False,
+            "tasks": [{"name": f"tcptune {action}", MODULE: args}],
+        }
+        env = {"ANSIBLE_LIBRARY": str(role_dir / "library"), "ANSIBLE_MODULE_UTILS": str(role_dir / "module_utils")}
+        return "---\n" + yaml_document([play]), env
+
+    return _execute(inventory, prepare, limit, settings or run_settings(forks), check, on_start, on_host, "", action)
+
+
+def _execute(
+    inventory: str,
+    prepare: Callable[[Path], tuple[str, dict[str, str]]],
+    limit: str | None,
+    settings: RunSettings,
+    check: bool,
+    on_start: Callable[[list[str]], None] | None,
+    on_host: Callable[[HostResult], None] | None,
+    profile: str,
+    action: str,
+) -> FleetResult:
     if not Path(inventory).exists():
         raise FleetError(f"{inventory}: no such inventory file or directory")
-    settings = settings or run_settings(forks)
     started = time.monotonic()
     private = Path(tempfile.mkdtemp(prefix="tcptune-run-"))
+    playbook = ansible_playbook()
     try:
-        role_dir = render_role(spec, private / "project" / "roles", molecule=False)
-        _trim_for_one_run(role_dir)
-        (private / "project" / "site.yml").write_text(_playbook(role_dir.name, spec.profile_name), encoding="utf-8")
+        site, env = prepare(private / "project")
+        (private / "project" / "site.yml").write_text(site, encoding="utf-8")
         results, hosts = _run(
             private,
             os.path.abspath(inventory),
+            playbook,
+            env,
             limit=limit,
             settings=settings,
             check=check,
@@ -319,7 +415,7 @@ def run_spec(
         _close_ssh_masters(private / "cp")
         shutil.rmtree(private, ignore_errors=True)
     ordered = [results[h] for h in hosts if h in results] + [r for h, r in results.items() if h not in hosts]
-    return FleetResult(ordered, check, time.monotonic() - started, spec.profile_name)
+    return FleetResult(ordered, check, time.monotonic() - started, profile, action, playbook)
 
 
 def _trim_for_one_run(role_dir: Path) -> None:
@@ -339,9 +435,18 @@ def _trim_for_one_run(role_dir: Path) -> None:
 
 
 def _playbook(role: str, profile: str) -> str:
-    """site.yml: the profile name is data in the play name (``!unsafe``: Ansible templates play names)."""
+    """site.yml: the profile name is data in the play name (``!unsafe``: Ansible templates play names). The free
+    strategy lets each host finish on its own, so progress advances per host."""
     return "---\n" + yaml_document(
-        [{"name": unsafe(f"tcptune {profile}"), "hosts": "all", "gather_facts": False, "roles": [{"role": role}]}]
+        [
+            {
+                "name": unsafe(f"tcptune {profile}"),
+                "hosts": "all",
+                "gather_facts": False,
+                "strategy": "free",
+                "roles": [{"role": role}],
+            }
+        ]
     )
 
 
@@ -384,6 +489,8 @@ def ansible_version(playbook: str) -> str:
 def _run(
     private: Path,
     inventory: str,
+    playbook: str,
+    env: dict[str, str],
     *,
     limit: str | None,
     settings: RunSettings,
@@ -433,7 +540,7 @@ def _run(
     config = os.environ.get("ANSIBLE_CONFIG") or ("ansible.cfg" if os.path.isfile("ansible.cfg") else None)
     if config:  # ansible-runner runs in its own directory: keep the user's ansible.cfg from here
         envvars["ANSIBLE_CONFIG"] = os.path.abspath(config)
-    playbook = ansible_playbook()
+    envvars.update(env)
     envvars["PATH"] = os.path.dirname(playbook) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
     cancel = threading.Event()
     try:
@@ -479,7 +586,7 @@ def _run(
         tail = ""
         with contextlib.suppress(Exception):
             tail = " ".join(runner.stdout.read().split()[-60:])
-        raise FleetError(f"ansible-playbook failed before any host ran (rc {runner.rc}): {tail}")
+        raise FleetError(f"{playbook} failed before any host ran (rc {runner.rc}): {tail}")
     return results, hosts
 
 
@@ -487,7 +594,7 @@ def _host_result(event: str, host: str, data: dict[str, Any], previous: HostResu
     """Fold one runner event into a host's result: the module's result wins; any later failure marks the host."""
     res = data.get("res") or {}
     action = str(data.get("task_action") or data.get("resolved_action") or "")
-    ours = action.rsplit(".", 1)[-1] == MODULE
+    ours = action.rsplit(".", 1)[-1] in (MODULE, COLLECTION_MODULE)
     if event == "runner_on_unreachable":
         message = str(res.get("msg") or "unreachable").strip()
         return HostResult(host, "unreachable", message=message.splitlines()[-1] if message else "unreachable")
@@ -508,6 +615,7 @@ def _host_result(event: str, host: str, data: dict[str, Any], previous: HostResu
 
 
 def _from_module(host: str, res: dict[str, Any], status: str) -> HostResult:
+    generation = res.get("generation")
     return HostResult(
         host,
         status,
@@ -516,6 +624,8 @@ def _from_module(host: str, res: dict[str, Any], status: str) -> HostResult:
         failed_keys=dict(res.get("failed_keys") or {}),
         file_changed=bool(res.get("file_changed")),
         message=one_line(res.get("msg") or ""),
+        generation=generation if isinstance(generation, int) else None,
+        reason=str(res["reason"]) if res.get("reason") else None,
     )
 
 

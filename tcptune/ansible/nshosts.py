@@ -1,9 +1,10 @@
 """Namespace hosts: a fleet of real sshd "machines" on one Linux box, for Molecule, tests and benchmarks.
 
 Each host is a network namespace (its own TCP sysctls and address on a per-run bridge), a private mount namespace
-(its own ``/etc/sysctl.d``, ``/etc/hosts`` and ``/run``; ``/proc/sys`` read-only except ``/proc/sys/net``, so nothing
-run on a host can change this machine's global sysctls) and a UTS namespace (its own hostname), running Debian's
-sshd. Ansible reaches it over real SSH.
+(its own ``/etc/sysctl.d``, tcptune state directory ``/var/lib/tcptune``, ``/etc/hosts`` and ``/run``; ``/proc/sys``
+read-only except ``/proc/sys/net``, so nothing run on a host can change this machine's global sysctls) and a UTS
+namespace (its own hostname), running Debian's sshd. Ansible reaches it over real SSH. The host's ``/var/lib`` is a
+small tmpfs of its own holding the mountpoint of its state directory, so nothing is created on this machine.
 
 Standard library only and free of tcptune imports: generated roles ship a copy as ``molecule/default/nshosts.py``
 so that their Molecule scenario runs without tcptune installed. Needs root, ``ip``, ``unshare``, ``mount``,
@@ -37,6 +38,8 @@ from dataclasses import asdict, dataclass, field
 
 PREFIX = "tt4"
 SSHD = "/usr/sbin/sshd"
+STATE_DIR = "/var/lib/tcptune"
+"""tcptune's state directory on a host: each host gets its own (``<host dir>/state`` bound over it)."""
 SSH_OPTIONS = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR"
 MAX_HOSTS = 200
 
@@ -48,6 +51,9 @@ mount --bind /proc/sys /proc/sys
 mount --bind /proc/sys/net /proc/sys/net
 mount -o remount,bind,ro /proc/sys
 mount --bind "$1/sysctl.d" /etc/sysctl.d
+mount -t tmpfs -o size=64k,mode=0755 tt4-varlib /var/lib
+mkdir "$4"
+mount --bind "$1/state" "$4"
 mount --bind "$1/hosts" /etc/hosts
 mount --bind "$1/run" /run
 hostname "$2"
@@ -266,6 +272,8 @@ def _bring_up(fleet: Fleet, names: list[str], timeout: float) -> None:
 def _start_host(fleet: Fleet, host: Host, prefixlen: int) -> None:
     for sub in ("sysctl.d", "run/sshd"):
         os.makedirs(os.path.join(host.directory, sub), exist_ok=True)
+    os.makedirs(os.path.join(host.directory, "state"), mode=0o700, exist_ok=True)
+    os.chmod(os.path.join(host.directory, "state"), 0o700)
     os.chmod(os.path.join(host.directory, "run", "sshd"), 0o755)
     with open(os.path.join(host.directory, "hosts"), "w", encoding="utf-8") as handle:
         handle.write(f"127.0.0.1 localhost\n{host.address} {host.name}\n")
@@ -307,6 +315,7 @@ def _start_host(fleet: Fleet, host: Host, prefixlen: int) -> None:
                 host.directory,
                 host.name,
                 SSHD,
+                STATE_DIR,
             ],
             stdin=subprocess.DEVNULL,
             stdout=log,

@@ -13,6 +13,7 @@ folded to one line so that it cannot start a YAML line of its own.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 from collections.abc import Mapping
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from .. import catalog
+from .. import catalog, keycheck
 from ..errors import FleetError
 from ..output import one_line
 from ..target import Target
@@ -32,20 +33,42 @@ if TYPE_CHECKING:
 
 HERE = Path(__file__).resolve().parent
 TEMPLATES = HERE / "templates" / "role"
+PARTIALS = HERE / "templates" / "partials"
 MODULE_SOURCE = HERE / "module" / "tcptune_sysctl.py"
 NSHOSTS_SOURCE = HERE / "nshosts.py"
 PACKAGE = HERE.parent
-SHIPPED_MODULE_UTILS = {
-    "tcptune_values.py": PACKAGE / "values.py",
-    "tcptune_persist.py": PACKAGE / "persist.py",
-    "tcptune_live.py": PACKAGE / "live.py",
-}
-"""Role file name -> tcptune source it must be a byte-identical copy of (one normalisation, one writer)."""
+SHIPPED_CORE = (
+    "failures",
+    "values",
+    "live",
+    "persist",
+    "plan",
+    "state",
+    "target",
+    "engine",
+    "keycheck",
+    "owners",
+    "catalog",
+    "kernel_write",
+    "kernelfacts",
+    "boot",
+    "preflight",
+)
+"""tcptune's modules that run on hosts (standard library only, relative imports among themselves), copied
+byte-identically into one package with ``keyfacts.py`` (the catalog's facts, generated) beside them."""
+CORE_IMPORT = "ansible.module_utils.tcptune_core"
+"""How the module's source imports the core; rendering points it at the shipped package."""
+MODULE_NAME = "tcptune_sysctl"
+"""The module's name in a standalone role (``library/``); in the collection it is ``tcptune.tuning.sysctl_profile``."""
 
 GENERIC_ROLE = "tcptune"
 MIN_ANSIBLE_VERSION = "2.15"
+MIN_HOST_PYTHON = (3, 8)
+"""The oldest Python the shipped code runs on (tests/unit/test_role_module.py runs it there when it can);
+``meta/main.yml`` lists only platforms whose system Python is at least this."""
 DEFAULT_SYSCTL_FILE = Target().own_file
 """The file tcptune persists to on a host: the same as the CLI's on the machine it runs on."""
+DEFAULT_STATE_DIR = Target().state_dir
 MOLECULE_HOSTS = ("tt4-h1", "tt4-h2", "tt4-h3")
 _TEMPLATE_MARKERS = ("{", "}", "%")  # anything Jinja could read as {{ }}, {% %} or {# #}
 _MARKER_FILE = ".tcptune-role"
@@ -53,6 +76,13 @@ _NOT_ON_NAMESPACE_HOSTS = {
     "net.ipv4.tcp_congestion_control": "a child network namespace accepts only tcp_allowed_congestion_control",
 }
 """Per-namespace keys a generated Molecule scenario leaves out anyway, and why."""
+PLATFORMS = (
+    ("Debian", ("bullseye", "bookworm")),
+    ("Ubuntu", ("focal", "jammy", "noble")),
+    ("EL", ("9",)),
+)
+"""Platforms whose system Python runs the shipped code (>= MIN_HOST_PYTHON): Debian 11 has 3.9, Ubuntu 20.04 3.8,
+EL 9 3.9. EL 8's platform-python is 3.6, which cannot run it (``from __future__ import annotations``)."""
 
 
 @dataclass
@@ -65,11 +95,22 @@ class RoleSpec:
     settings: dict[str, str] = field(default_factory=dict)
     fingerprint: str | None = None
     generic: bool = False
+    raw: tuple[str, ...] = ()
+    """Keys of the profile's raw: mapping: accepted by the module, unchecked by the catalog."""
+    skip_missing: bool = False
+    skip_readonly: bool = False
+    owner: str | None = None
+    """The role's default owner name on a host (None: the role name); "" makes the role own the whole host's tcptune
+    settings, as ``tcptune push`` and ``tcptune apply`` do (see ``tcptune.owners``)."""
 
     @property
     def prefix(self) -> str:
         """Variable prefix: the role name, as ansible-lint's var-naming rule wants."""
         return self.role_name
+
+    @property
+    def default_owner(self) -> str:
+        return self.role_name if self.owner is None else self.owner
 
 
 def role_name_for(profile_name: str) -> str:
@@ -96,6 +137,7 @@ def spec_from_verdict(verdict: Verdict) -> RoleSpec:
         description=profile.description or f"tcptune profile {profile.name}",
         settings=dict(verdict.values),
         fingerprint=profile.fingerprint(),
+        raw=tuple(sorted(verdict.raw)),
     )
 
 
@@ -108,7 +150,7 @@ def generic_spec() -> RoleSpec:
     )
 
 
-def render_role(spec: RoleSpec, out_dir: str | Path, *, molecule: bool = True) -> Path:
+def render_role(spec: RoleSpec, out_dir: str | Path, *, molecule: bool = True, module: str | None = None) -> Path:
     """Write ``out_dir/<role_name>/`` and return it. Replaces a role tcptune wrote before, never anything else."""
     _check_role_name(spec.role_name)
     role_dir = Path(out_dir) / spec.role_name
@@ -116,7 +158,7 @@ def render_role(spec: RoleSpec, out_dir: str | Path, *, molecule: bool = True) -
         if not (role_dir / _MARKER_FILE).is_file():
             raise FleetError(f"{role_dir} exists and was not written by tcptune; choose another --out")
         shutil.rmtree(role_dir)
-    files = role_files(spec, molecule=molecule)
+    files = role_files(spec, molecule=molecule, module=module)
     for rel, content in files.items():
         path = role_dir / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -128,109 +170,364 @@ def render_role(spec: RoleSpec, out_dir: str | Path, *, molecule: bool = True) -
     return role_dir
 
 
-def role_files(spec: RoleSpec, *, molecule: bool = True) -> dict[str, str | bytes]:
-    """Relative path -> content of every file of the role (pure: nothing written)."""
+def role_files(spec: RoleSpec, *, molecule: bool = True, module: str | None = None) -> dict[str, str | bytes]:
+    """Relative path -> content of every file of the role (pure: nothing written).
+
+    ``module``: the name tasks call the module by. None: a standalone role, which carries the module (``library/``)
+    and the core package (``module_utils/tcptune_core_<h>/``); otherwise a role inside a collection that has both.
+    """
     _check_role_name(spec.role_name)
     env = _environment()
-    context = _context(spec)
+    context = _context(spec, module or MODULE_NAME)
     files: dict[str, str | bytes] = {}
     for template in sorted(TEMPLATES.rglob("*.j2")):
         rel = template.relative_to(TEMPLATES).as_posix()[: -len(".j2")]
-        if rel.startswith("molecule/") and (spec.generic or not molecule):
+        if rel.startswith("molecule/") and (spec.generic or not molecule or module is not None):
             continue
         files[rel] = env.get_template(template.relative_to(TEMPLATES).as_posix()).render(context)
     files["meta/argument_specs.yml"] = argument_specs_yaml(spec)
-    files["library/tcptune_sysctl.py"] = MODULE_SOURCE.read_bytes()
-    for name, source in SHIPPED_MODULE_UTILS.items():
-        files[f"module_utils/{name}"] = source.read_bytes()
-    if molecule and not spec.generic:
+    if module is None:
+        core = core_files()
+        package = core_package(core)
+        files[f"library/{MODULE_NAME}.py"] = module_text(MODULE_NAME, f"ansible.module_utils.{package}")
+        for name, content in core.items():
+            files[f"module_utils/{package}/{name}"] = content
+    if molecule and not spec.generic and module is None:
         files["molecule/default/nshosts.py"] = NSHOSTS_SOURCE.read_bytes()
     return files
 
 
-# ---- the argument spec: derived from the catalog, the one source of truth ----------------------------------------
+# ---- the shipped core: one package per tcptune version -------------------------------------------------------------
 
 
-def key_option(key: catalog.Key) -> dict[str, Any]:
-    """One catalog key as an argument_specs suboption."""
-    description = [key.summary]
-    if key.shape in ("int", "bool", "enum"):
-        option: dict[str, Any] = {"type": "int"}
-        if key.choices and all(c.lstrip("-").isdigit() for c in key.choices):
-            option["choices"] = [int(c) for c in key.choices]
-    else:
-        option = {"type": "str"}
-        if key.shape in ("triple", "pair"):
-            names = " ".join(key.elements) if key.elements else " ".join(["N"] * key.arity)
-            description.append(f'{key.arity} numbers as the kernel prints them: "{names}".')
-        elif key.shape == "portlist":
-            description.append('Ports and ranges, e.g. "8080,9000-9100".')
-        elif key.choices:
-            description.append("Usually one of: " + ", ".join(key.choices) + ".")
-    if key.minimum is not None or key.maximum is not None:
-        low = "" if key.minimum is None else str(key.minimum)
-        high = "" if key.maximum is None else str(key.maximum)
-        description.append(f"Range {low}..{high}" + (f" ({key.unit})." if key.unit != "none" else "."))
-    description.append(f"Scope: {'per network namespace' if key.scope == 'netns' else 'host-wide (global)'}.")
-    option["description"] = description
-    return option
+def catalog_facts_source() -> str:
+    """keyfacts.py: the catalog's facts as hosts need them (ranges, choices, shapes, scopes), as Python data."""
+    lines = [
+        '"""The facts of every key in tcptune\'s catalog, for checking values on hosts. Generated by tcptune from',
+        'tcptune/catalog.py (the one source of truth); do not edit."""',
+        "",
+        "from .keycheck import KeyFacts",
+        "",
+        "KEYS = {",
+    ]
+    for key in sorted(catalog.all_keys(), key=lambda k: k.name):
+        facts = keycheck.KeyFacts(
+            key.name,
+            key.shape,
+            key.unit,
+            key.scope,
+            key.units_accepted,
+            key.minimum,
+            key.maximum,
+            key.choices,
+            key.choice_meanings,
+            key.open_choices,
+            key.elements,
+            key.removed,
+        )
+        lines.append(f"    {key.name!r}: {facts!r},")
+    lines += [
+        "}",
+        "",
+        "",
+        "def known_key(key):",
+        '    """Keys state files may name: the catalog\'s (as on the machine that runs the CLI)."""',
+        "    return key in KEYS",
+        "",
+        "",
+        "def key_scope(key):",
+        "    facts = KEYS.get(key)",
+        "    return facts.scope if facts is not None else None",
+        "",
+    ]
+    return "\n".join(lines)
 
 
-def settings_options() -> dict[str, Any]:
-    return {key.name: key_option(key) for key in catalog.all_keys() if not key.removed}
+_CORE_INIT = (
+    '"""tcptune\'s engine, state and value handling, shipped by tcptune for its Ansible module. The package name\n'
+    "carries a hash of these files, so roles made by different tcptune versions never share one copy. Generated;\n"
+    'do not edit."""\n'
+)
 
 
-def argument_specs(spec: RoleSpec) -> dict[str, Any]:
-    p = spec.prefix
-    settings_doc = (
-        "Sysctl keys (full dotted names) mapped to values in the kernel's text form; only keys tcptune's "
-        "catalog knows are accepted."
+def core_files() -> dict[str, bytes]:
+    """File name -> content of the shipped core package: byte-identical copies, the generated facts, __init__."""
+    files = {"__init__.py": _CORE_INIT.encode()}
+    for name in SHIPPED_CORE:
+        files[f"{name}.py"] = (PACKAGE / f"{name}.py").read_bytes()
+    files["keyfacts.py"] = catalog_facts_source().encode()
+    return files
+
+
+def core_package(files: Mapping[str, bytes] | None = None) -> str:
+    """``tcptune_core_<first 10 hex of sha256 over the shipped files>``."""
+    digest = hashlib.sha256()
+    for name, content in sorted((files if files is not None else core_files()).items()):
+        digest.update(name.encode() + b"\0" + hashlib.sha256(content).digest())
+    return f"tcptune_core_{digest.hexdigest()[:10]}"
+
+
+_GENERATED = re.compile(r"^# <generated>\n.*?^# </generated>\n", re.MULTILINE | re.DOTALL)
+
+
+def module_text(name: str, core_import: str) -> str:
+    """The module as shipped: its source, the core imported from ``core_import``, and DOCUMENTATION and
+    ARGUMENT_SPEC generated from MODULE_OPTIONS (and the catalog)."""
+    source = MODULE_SOURCE.read_text(encoding="utf-8")
+    block = (
+        "# Generated by tcptune (tcptune/ansible/render.py) from its option table and key catalog; do not edit.\n"
+        f'DOCUMENTATION = r"""\n---\n{_dump(module_documentation(name))}"""\n\n'
+        "ARGUMENT_SPEC = {\n"
+        + "".join(f"    {_literal(name)}: {_literal(option)},\n" for name, option in argument_spec().items())
+        + "}\n"
     )
-    options: dict[str, Any] = {
-        f"{p}_settings": {"type": "dict", "description": [settings_doc], "options": settings_options()},
+    text, count = _GENERATED.subn(lambda _m: block, source)
+    if count != 1 or CORE_IMPORT not in text:
+        raise FleetError(f"{MODULE_SOURCE}: expected one generated block and imports from {CORE_IMPORT}")
+    return text.replace(CORE_IMPORT + ".", core_import + ".")
+
+
+def _literal(value: Any) -> str:
+    """A Python literal as ruff format writes it (double quotes), for the generated ARGUMENT_SPEC."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, (int, str)):
+        return json.dumps(value, ensure_ascii=False) if isinstance(value, str) else str(value)
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{_literal(k)}: {_literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_literal(v) for v in value) + "]"
+    raise FleetError(f"cannot write {value!r} as a literal")
+
+
+# ---- the module's options: one table for DOCUMENTATION, ARGUMENT_SPEC and the roles' argument specs ---------------
+
+MODULE_OPTIONS: dict[str, dict[str, Any]] = {
+    "settings": {
+        "type": "dict",
+        "default": {},
+        "description": [
+            "Full dotted sysctl names mapped to values (a number, the kernel's text such as C(4096 131072 6291456), "
+            "or a list of numbers; units such as C(16MiB) or C(30s) where the key takes them).",
+            "Every value is checked against tcptune's key catalog before anything is read or written (the same "
+            "ranges and choices as a profile): a bad value fails the host with one line per key, and nothing changes.",
+            "Keys outside the catalog are refused unless listed in O(raw).",
+        ],
+    },
+    "raw": {
+        "type": "list",
+        "elements": "str",
+        "default": [],
+        "description": [
+            "Keys of O(settings) outside tcptune's catalog that a profile allowed (its raw mapping); "
+            "they must be under C(net.)."
+        ],
+    },
+    "action": {
+        "type": "str",
+        "default": "apply",
+        "choices": ["apply", "rollback", "reset", "recover"],
+        "description": [
+            "C(apply) converges the host to O(settings) as one transaction and records a new generation.",
+            "C(rollback) converges to generation O(to) (default: the one before the current one).",
+            "C(reset) puts every managed key back to its value from before tcptune and ends management.",
+            "C(recover) finishes a transaction that was interrupted (killed, power lost).",
+        ],
+    },
+    "to": {
+        "type": "int",
+        "description": ["For O(action=rollback): the generation to return to (0: nothing managed)."],
+    },
+    "owner": {
+        "type": "str",
+        "description": [
+            "The name this run's settings are recorded under in the host's one generation, so that several roles "
+            "share a host without undoing each other: keys of other owners stay managed and persisted, and a key "
+            "two owners want at different values fails the second, naming the first.",
+            "Omitted: these settings are everything tcptune manages on the host (as C(tcptune push) and "
+            "C(tcptune apply) do): keys managed before and absent now go back to their value from before tcptune.",
+        ],
+    },
+    "persist": {
+        "type": "bool",
+        "default": True,
+        "description": ["Write O(sysctl_file) so that the values survive a reboot."],
+    },
+    "sysctl_file": {
+        "type": "path",
+        "default": DEFAULT_SYSCTL_FILE,
+        "description": [
+            "The one file tcptune writes on the host (atomically, never through a link). Every owner on a host must "
+            "use the same file: one host state, one file."
+        ],
+    },
+    "profile_name": {
+        "type": "str",
+        "default": "ansible",
+        "description": ["Name recorded in the generation and in the header of the persisted file."],
+    },
+    "fingerprint": {
+        "type": "str",
+        "description": [
+            "Hash recorded with the profile name. Roles made from a profile pass the profile's fingerprint (as the "
+            "CLI records it); by default a hash of the settings themselves."
+        ],
+    },
+    "keep_unmanaged": {
+        "type": "bool",
+        "default": False,
+        "description": [
+            "Keys managed before and absent now keep their live value and leave management, instead "
+            "of going back to their value from before tcptune."
+        ],
+    },
+    "skip_missing": {
+        "type": "bool",
+        "default": False,
+        "description": ["Skip keys this kernel lacks instead of failing the host (nothing is written then)."],
+    },
+    "skip_readonly": {
+        "type": "bool",
+        "default": False,
+        "description": [
+            "Skip keys that are read-only here (host-wide keys in a container or network namespace) "
+            "instead of failing the host."
+        ],
+    },
+    "state_dir": {
+        "type": "path",
+        "default": DEFAULT_STATE_DIR,
+        "description": [
+            "tcptune's state directory on the host (generations, baseline, lock): the same as the CLI's, "
+            "so C(tcptune history) there lists what Ansible did."
+        ],
+    },
+    "proc_root": {
+        "type": "path",
+        "default": "/proc/sys",
+        "description": ["Where /proc/sys is (tests use a temporary tree)."],
+    },
+    "sysctl_root": {
+        "type": "path",
+        "default": "/",
+        "description": ["Root of the tree whose sysctl.d directories predict boot-time values (tests)."],
+    },
+}
+
+
+def argument_spec() -> dict[str, dict[str, Any]]:
+    """The module's argument_spec: MODULE_OPTIONS without the descriptions."""
+    return {name: {k: v for k, v in option.items() if k != "description"} for name, option in MODULE_OPTIONS.items()}
+
+
+def _catalog_lines() -> list[str]:
+    """One line per catalog key for the module's documentation: shape, range or choices, unit, scope."""
+    lines = []
+    for key in sorted(catalog.all_keys(), key=lambda k: k.name):
+        if key.removed:
+            continue
+        scope = "per network namespace" if key.scope == "netns" else "host-wide"
+        lines.append(f"C({key.name}): {keycheck.describe_valid(key)}; {scope}.")
+    return lines
+
+
+def module_documentation(name: str) -> dict[str, Any]:
+    options = {option: dict(spec) for option, spec in MODULE_OPTIONS.items()}
+    options["settings"]["description"] = options["settings"]["description"] + [
+        "The keys tcptune knows, with what each accepts:",
+        *_catalog_lines(),
+    ]
+    return {
+        "module": name,
+        "short_description": "Converge a host's TCP sysctls with tcptune's engine: one transaction, one generation",
+        "description": [
+            "Runs tcptune's own engine on the host, as C(tcptune apply) does there: reads every key, writes only "
+            "what differs (in an order the kernel accepts), re-reads to verify (a value the kernel clamps undoes "
+            "everything), persists the sysctl.d file atomically and records a new generation in the state "
+            "directory, so C(tcptune history) on the host lists it and C(tcptune rollback) can undo it.",
+            "If any step fails, every change on this host is put back and the module fails naming the key and "
+            "the reason. Check mode plans only and reports the per-key drift.",
+        ],
+        "version_added": "0.1.0",
+        "author": ["tcptune contributors (@tcptune)"],
+        "requirements": [f"Python {MIN_HOST_PYTHON[0]}.{MIN_HOST_PYTHON[1]} or later on the host"],
+        "options": options,
+        "attributes": {
+            "check_mode": {"support": "full", "description": "Plans and reports; writes nothing."},
+            "diff_mode": {"support": "full", "description": "Per-key before/after and the sysctl.d file."},
+            "platform": {"support": "full", "platforms": "posix", "description": "Linux hosts."},
+        },
+        "extends_documentation_fragment": [],
+        "notes": [
+            "A host holds one tcptune state: several roles share it through O(owner) and must use one O(sysctl_file).",
+        ],
     }
+
+
+def role_options(spec: RoleSpec) -> dict[str, Any]:
+    """The role's variables (argument_specs.yml): the module's options, described once in MODULE_OPTIONS.
+
+    ``<role>_settings`` has no per-key suboptions: Ansible would list all of them (80 KB) for one unknown key.
+    The module checks every key and value against the catalog and fails with one line per bad key instead.
+    """
+    p = spec.prefix
+
+    def option(name: str, **extra: Any) -> dict[str, Any]:
+        base = {k: v for k, v in MODULE_OPTIONS[name].items() if k in ("type", "description", "elements", "choices")}
+        base["description"] = list(base["description"])
+        base.update(extra)
+        return base
+
+    settings = option("settings")
+    options: dict[str, Any] = {}
     if spec.generic:
-        options[f"{p}_settings"]["required"] = True
+        options[f"{p}_settings"] = {**settings, "required": True}
     else:
-        options[f"{p}_settings"]["description"].insert(0, f"The settings of profile {spec.profile_name}.")
+        settings["description"].insert(0, f"The settings of profile {spec.profile_name}.")
+        options[f"{p}_settings"] = settings
         options[f"{p}_overrides"] = {
             "type": "dict",
             "default": {},
-            "options": settings_options(),
-            "description": ["Per host or group: keys to set differently from the profile, merged over the settings."],
+            "description": [
+                "Per host or group: keys to set differently from the profile, merged over the settings "
+                "(checked like them)."
+            ],
         }
-        options[f"{p}_fingerprint"] = {
-            "type": "str",
-            "default": spec.fingerprint or "",
-            "description": ["Profile hash written into the persisted file's header (ignored when overrides are set)."],
-        }
+        options[f"{p}_fingerprint"] = option(
+            "fingerprint",
+            default=spec.fingerprint or "",
+            description=["Profile hash recorded with the settings (ignored when overrides are set)."],
+        )
     options.update(
         {
-            f"{p}_persist": {
-                "type": "bool",
-                "default": True,
-                "description": ["Write the sysctl.d file so the values survive a reboot."],
-            },
-            f"{p}_sysctl_file": {
-                "type": "path",
-                "default": DEFAULT_SYSCTL_FILE,
-                "description": ["The file tcptune owns; written atomically."],
-            },
-            f"{p}_profile_name": {
-                "type": "str",
-                "default": spec.profile_name,
-                "description": ["Name recorded in the persisted file's header."],
-            },
+            f"{p}_persist": option("persist", default=True),
+            f"{p}_sysctl_file": option("sysctl_file", default=DEFAULT_SYSCTL_FILE),
+            f"{p}_profile_name": option("profile_name", default=spec.profile_name),
+            f"{p}_owner": option(
+                "owner",
+                default=spec.default_owner,
+                description=MODULE_OPTIONS["owner"]["description"]
+                + ["Default: the role's name. An empty string makes this role own the whole host."],
+            ),
+            f"{p}_skip_missing": option("skip_missing", default=spec.skip_missing),
+            f"{p}_skip_readonly": option("skip_readonly", default=spec.skip_readonly),
+            f"{p}_keep_unmanaged": option("keep_unmanaged", default=False),
+            f"{p}_state_dir": option("state_dir", default=DEFAULT_STATE_DIR),
             f"{p}_verify": {
                 "type": "bool",
                 "default": False,
                 "description": [
-                    "At the end of the play (after other roles' handlers), re-read the keys "
-                    "in check mode and fail if anything changed them back."
+                    "At the end of the play (after other roles' handlers), re-check the keys in check mode and fail "
+                    "the host if anything changed them back. A plain ansible-playbook --check exits 0 on drift; "
+                    "-e " + p + "_verify=true makes drift fail the host (the CI gate)."
                 ],
             },
         }
     )
+    return options
+
+
+def argument_specs(spec: RoleSpec) -> dict[str, Any]:
     return {
         "argument_specs": {
             "main": {
@@ -239,11 +536,11 @@ def argument_specs(spec: RoleSpec) -> dict[str, Any]:
                 else "Apply TCP sysctl settings given as data",
                 "description": [
                     spec.description,
-                    "One module run per host: read all keys, write only what differs, roll back that host if a "
-                    "write fails, persist the sysctl.d file atomically.",
+                    "One module run per host on tcptune's own engine: read all keys, write only what differs, roll "
+                    "that host back if a write fails, persist the sysctl.d file atomically, record a generation.",
                 ],
                 "author": ["tcptune"],
-                "options": options,
+                "options": role_options(spec),
             }
         }
     }
@@ -251,7 +548,7 @@ def argument_specs(spec: RoleSpec) -> dict[str, Any]:
 
 def argument_specs_yaml(spec: RoleSpec) -> str:
     """argument_specs.yml: Ansible passes it to a validate_argument_spec task, whose arguments it templates."""
-    header = "---\n# Generated by tcptune from its key catalog; do not edit by hand.\n"
+    header = "---\n# Generated by tcptune from its option table; do not edit by hand.\n"
     return header + yaml_document(argument_specs(spec))
 
 
@@ -361,7 +658,7 @@ def _summary(name: str) -> str:
     return " ".join(key.summary.split()) if key else ""
 
 
-def _context(spec: RoleSpec) -> dict[str, Any]:
+def _context(spec: RoleSpec, module: str = MODULE_NAME) -> dict[str, Any]:
     typed = _typed_settings(spec.settings)
     netns = {
         k: v
@@ -382,6 +679,14 @@ def _context(spec: RoleSpec) -> dict[str, Any]:
         "drift_key": drift_key,
         "drift_value": drift_value,
         "fingerprint": spec.fingerprint or hashlib.sha256(b"").hexdigest()[:12],
+        "module": module,
+        "standalone": module == MODULE_NAME,
+        "owner": spec.default_owner,
+        "skip_missing": spec.skip_missing,
+        "skip_readonly": spec.skip_readonly,
+        "state_dir": DEFAULT_STATE_DIR,
+        "platforms": PLATFORMS,
+        "min_python": ".".join(map(str, MIN_HOST_PYTHON)),
     }
 
 
@@ -404,7 +709,7 @@ def _environment() -> Any:
 
     # [[ ]] and [% %] for our templates, so that Ansible's own {{ }} in tasks pass through untouched.
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        loader=jinja2.FileSystemLoader([str(TEMPLATES), str(PARTIALS)]),
         variable_start_string="[[",
         variable_end_string="]]",
         block_start_string="[%",
@@ -428,3 +733,84 @@ def _environment() -> Any:
 def _indent(text: str, indent: int) -> str:
     pad = " " * indent
     return "".join(pad + line if line.strip() else line for line in text.splitlines(keepends=True)).rstrip("\n")
+
+
+# ---- the collection: Ansible's own distribution format ----------------------------------------------------------
+
+COLLECTION_NAMESPACE, COLLECTION_NAME = "tcptune", "tuning"
+COLLECTION_MODULE = "sysctl_profile"
+"""The module's name in the collection: ``tcptune.tuning.sysctl_profile``."""
+ANSIBLE_TEST_VERSIONS = ("2.15", "2.16", "2.17", "2.18", "2.19", "2.20")
+
+
+def collection_files(specs: list[RoleSpec]) -> dict[str, str | bytes]:
+    """Relative path (under ``ansible_collections/tcptune/tuning``) -> content: the module, its core under the
+    collection's namespace, the generic role and a role per spec given (``tcptune role PROFILE --collection``)."""
+    from .. import __version__
+
+    fqcn = f"{COLLECTION_NAMESPACE}.{COLLECTION_NAME}.{COLLECTION_MODULE}"
+    core_import = f"ansible_collections.{COLLECTION_NAMESPACE}.{COLLECTION_NAME}.plugins.module_utils.core"
+    files: dict[str, str | bytes] = {
+        "galaxy.yml": "---\n# Generated by tcptune ('tcptune role --collection'); do not edit by hand.\n"
+        + yaml_document(
+            {
+                "namespace": COLLECTION_NAMESPACE,
+                "name": COLLECTION_NAME,
+                "version": __version__,
+                "readme": "README.md",
+                "authors": ["tcptune contributors"],
+                "description": "Declarative Linux TCP sysctl tuning: tcptune's engine as a module, and roles",
+                "license": ["MIT"],
+                "tags": ["sysctl", "tcp", "networking", "tuning"],
+                "dependencies": {},
+                "build_ignore": [".tcptune-role", "roles/*/.tcptune-role", "tests/output"],
+            }
+        ),
+        "meta/runtime.yml": f'---\nrequires_ansible: ">={MIN_ANSIBLE_VERSION}.0"\n',
+        "tests/config.yml": "---\n# The shipped code needs Python "
+        + ".".join(map(str, MIN_HOST_PYTHON))
+        + " or later on hosts (tcptune/ansible/render.py MIN_HOST_PYTHON).\nmodules:\n  python_requires: '>="
+        + ".".join(map(str, MIN_HOST_PYTHON))
+        + "'\n",
+        "README.md": _environment()
+        .get_template("collection/README.md.j2")
+        .render(
+            fqcn=fqcn,
+            roles=[GENERIC_ROLE] + [s.role_name for s in specs],
+            min_python=".".join(map(str, MIN_HOST_PYTHON)),
+            min_ansible_version=MIN_ANSIBLE_VERSION,
+            version=__version__,
+        ),
+        f"plugins/modules/{COLLECTION_MODULE}.py": module_text(COLLECTION_MODULE, core_import),
+    }
+    for name, core_file in core_files().items():
+        files[f"plugins/module_utils/core/{name}"] = core_file
+    for version in ANSIBLE_TEST_VERSIONS:  # tcptune is MIT, not GPLv3: the one check that cannot apply
+        files[f"tests/sanity/ignore-{version}.txt"] = (
+            f"plugins/modules/{COLLECTION_MODULE}.py validate-modules:missing-gplv3-license\n"
+        )
+    for spec in [generic_spec(), *specs]:
+        for rel, content in role_files(spec, molecule=False, module=fqcn).items():
+            files[f"roles/{spec.role_name}/{rel}"] = content
+    return files
+
+
+def render_collection(out_dir: str | Path, specs: list[RoleSpec] | None = None) -> Path:
+    """Write ``out_dir/ansible_collections/tcptune/tuning/`` (replacing one tcptune wrote, never anything else);
+    ``ansible-galaxy collection build`` there makes the tarball."""
+    root = Path(out_dir) / "ansible_collections" / COLLECTION_NAMESPACE / COLLECTION_NAME
+    if root.exists():
+        if not (root / _MARKER_FILE).is_file():
+            raise FleetError(f"{root} exists and was not written by tcptune; choose another --out")
+        shutil.rmtree(root)
+    for spec in specs or []:
+        _check_role_name(spec.role_name)
+    for rel, content in collection_files(list(specs or [])).items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    (root / _MARKER_FILE).write_text("written by 'tcptune role --collection'; safe to delete and regenerate\n")
+    return root

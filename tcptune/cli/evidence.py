@@ -5,19 +5,21 @@ renderers only; recommend's judging and profile writing load when it runs.
 """
 
 import json
+import os
 import sys
 import time
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..output import emit, emit_json, findings_text, is_terminal, prometheus_text, status_text, write_file
+from ..output import emit, emit_json, findings_text, prometheus_text, status_text, terminal_size, write_file
 from ..sockets import DEFAULT_PROC_NET, source_label, status_dict, take_evidence
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS
 from .interrupted import warn_interrupted
 from .options import Format, FormatOpt, ProcNetOpt, ProcRootOpt, SourceOpt, StateDirOpt, StatusFormat, TopOpt
 
 if TYPE_CHECKING:
+    from ..recommend import CounterBaseline
     from ..sockets import Evidence
 
 
@@ -63,8 +65,8 @@ def status(
     Counts the sockets of the current network namespace (a container sees its own) through sock_diag netlink,
     falling back to /proc/net/tcp where netlink is unavailable.
     """
-    if watch is not None and not watch > 0:
-        raise typer.BadParameter("must be a positive number of seconds", param_hint="--watch")
+    if watch is not None and not 0 < watch <= 86400:  # sleep() overflows on inf and 1e308
+        raise typer.BadParameter("must be a positive number of seconds, at most 86400", param_hint="--watch")
     previous = None
     frames = 0
     try:
@@ -91,18 +93,30 @@ def _show_status(
         text += "\n"
     elif fmt is StatusFormat.prometheus:
         text = prometheus_text(data)
-    else:
+    elif output:
         text = status_text(data)
+    else:
+        text = _status_on_screen(data, watch)
     if output:
         write_file(output, text)
         return
-    if watch and fmt is StatusFormat.text:
-        if is_terminal():
-            text = "\x1b[H\x1b[2J" + f"every {watch:g} s; Ctrl-C to stop\n" + text
-        else:
-            text += "\n"
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def _status_on_screen(data: dict[str, Any], watch: float | None) -> str:
+    """The text view for stdout: wrapped to a terminal's width; under --watch, one frame redrawn in place that fits
+    the terminal's height (its first line says how to stop, its last stays free for the cursor)."""
+    size = terminal_size()
+    if size is None:
+        return status_text(data) + ("\n" if watch else "")
+    columns, lines = size
+    if not watch:
+        return status_text(data, width=columns)
+    heading = f"every {watch:g} s; Ctrl-C to stop"
+    if os.environ.get("TERM") == "dumb":  # cannot redraw in place: frames follow each other
+        return heading + "\n" + status_text(data, width=columns) + "\n"
+    return "\x1b[H\x1b[2J" + heading + "\n" + status_text(data, width=columns, height=max(1, lines - 2))
 
 
 def recommend(
@@ -157,9 +171,10 @@ def recommend(
     from ..advise import Thresholds
     from ..recommend import recommend as take_recommendation
 
-    if sample is not None and not sample > 0:
-        raise typer.BadParameter("must be a positive number of seconds", param_hint="--sample")
+    if sample is not None and not 0 < sample <= 86400:  # sleep() overflows on inf and 1e308
+        raise typer.BadParameter("must be a positive number of seconds, at most 86400", param_hint="--sample")
     warn_interrupted(state_dir)
+    baseline, problem = (None, None) if sample is not None else _since_last_transaction(state_dir)
     found = take_recommendation(
         thresholds=Thresholds(min_sockets=min_sockets),
         proc_root=proc_root,
@@ -171,7 +186,10 @@ def recommend(
         base=base,
         force=force,
         state_dir=state_dir,
+        baseline=baseline,
     )
+    if problem:
+        found = found._replace(notes=(problem, *found.notes))
     evidence = found.evidence
     if fmt is Format.json:
         emit_json(
@@ -180,14 +198,19 @@ def recommend(
                 "suggested": found.suggested,
                 "current": found.current,
                 "written": found.written.as_dict() if found.written else None,
+                "counter_window": evidence.window_text,
+                "notes": list(found.notes),
                 "evidence": status_dict(evidence, top=10),
             }
         )
         return
     emit(
         f"evidence: {evidence.counts.total} TCP sockets in {evidence.netns or 'this network namespace'} "
-        f"via {source_label(evidence)}" + (f"; counters over {evidence.window:.1f} s" if evidence.window else "")
+        f"via {source_label(evidence)}; counters "
+        + (f"over {evidence.window_text}" if evidence.window_text else "since boot (history only: --sample SECONDS)")
     )
+    for note in found.notes:
+        emit(f"note: {note}")
     emit()
     sys.stdout.write(findings_text([f.as_dict() for f in found.findings], found.current))
     if write and not found.suggested:
@@ -195,3 +218,17 @@ def recommend(
     elif found.written:
         written = found.written
         emit(f"wrote {written.path} (extends {written.extends}): review it, then 'tcptune diff {write}'")
+
+
+def _since_last_transaction(state_dir: str) -> "tuple[CounterBaseline | None, str | None]":
+    """The counters the current generation recorded when it was committed: without --sample, ``recommend`` judges
+    the counters' changes since then. (None, why) when they cannot be read; (None, None) when there are none."""
+    from ..desired import state_dir as open_state
+    from ..failures import CoreError
+    from ..recommend import counter_baseline
+
+    try:
+        generation = open_state(state_dir).current()
+    except CoreError as exc:
+        return None, f"counters since the last apply not read ({exc}): counters judged without a window"
+    return (counter_baseline(generation.as_json()) if generation is not None else None), None

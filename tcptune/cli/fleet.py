@@ -6,10 +6,21 @@ from typing import Annotated
 
 import typer
 
-from ..ansible.fleet import FleetResult, ansible_playbook, ansible_version, run_settings, run_spec
-from ..ansible.render import RoleSpec, generic_spec, render_role, spec_from_verdict
+from ..ansible.fleet import (
+    FleetResult,
+    HostResult,
+    RunSettings,
+    ansible_playbook,
+    ansible_version,
+    inventory_hosts,
+    run_action,
+    run_settings,
+    run_spec,
+)
+from ..ansible.render import RoleSpec, generic_spec, render_collection, render_role, spec_from_verdict
 from ..load import load_valid
 from ..output import emit, emit_diagnostics, emit_json, table, with_progress
+from .complete import complete_profile
 from .options import (
     EXIT_DRIFT,
     EXIT_ERROR,
@@ -19,13 +30,16 @@ from .options import (
     FormatOpt,
     LimitOpt,
     ProfileArg,
-    VerboseOpt,
     YesOpt,
 )
+from .transaction import confirm
 
 
 def role(
-    profile: Annotated[str | None, typer.Argument(help="Profile file or built-in name (omit with --generic).")] = None,
+    profile: Annotated[
+        str | None,
+        typer.Argument(autocompletion=complete_profile, help="Profile file or built-in name (omit with --generic)."),
+    ] = None,
     out: Annotated[str, typer.Option("--out", "-o", help="Directory to write the role into.")] = "roles",
     generic: Annotated[
         bool,
@@ -36,8 +50,26 @@ def role(
     molecule: Annotated[
         bool, typer.Option("--molecule/--no-molecule", help="Include a Molecule scenario on namespace hosts.")
     ] = True,
+    collection: Annotated[
+        bool,
+        typer.Option(
+            "--collection",
+            help="Write the Ansible collection tcptune.tuning instead (module, core, generic role, and PROFILE's role "
+            "if given) under OUT/ansible_collections/tcptune/tuning; build it with 'ansible-galaxy collection build'.",
+        ),
+    ] = False,
 ) -> None:
-    """Write a self-contained Ansible role for a profile: roles/tcptune_<name>/ (ansible-core only, no collections)."""
+    """Write a self-contained Ansible role for a profile: roles/tcptune_<name>/ (ansible-core only, no collections).
+
+    Examples: tcptune role web-server --out roles; tcptune role --generic; tcptune role web-server --collection -o build
+    """
+    if collection:
+        specs = [_spec(profile)] if profile is not None else []
+        root = render_collection(out, specs)
+        emit(
+            f"wrote {root} (collection tcptune.tuning, roles: {', '.join(['tcptune', *(s.role_name for s in specs)])})"
+        )
+        return
     if profile is None and not generic:
         raise typer.BadParameter("give a PROFILE or --generic")
     if profile is not None and generic:
@@ -51,42 +83,140 @@ def role(
     )
 
 
+VerboseOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Say which ansible-playbook runs, the forks and SSH settings; whole messages of failed hosts.",
+    ),
+]
+SkipMissingOpt = Annotated[
+    bool, typer.Option("--skip-missing", help="Skip keys a host's kernel lacks (default: that host fails).")
+]
+SkipReadonlyOpt = Annotated[
+    bool,
+    typer.Option("--skip-readonly", help="Skip keys read-only on a host, e.g. host-wide keys in a container."),
+]
+
+
 def push(
     profile: ProfileArg,
     inventory: Annotated[str, typer.Option("--inventory", "-i", help="Ansible inventory (file or directory).")],
     limit: LimitOpt = None,
     forks: ForksOpt = None,
     check: Annotated[bool, typer.Option("--check", help="Ansible check mode: report, write nothing.")] = False,
-    fmt: FormatOpt = Format.text,
     yes: YesOpt = False,
+    skip_missing: SkipMissingOpt = False,
+    skip_readonly: SkipReadonlyOpt = False,
     verbose: VerboseOpt = False,
+    fmt: FormatOpt = Format.text,
 ) -> None:
-    """Apply a profile across a fleet: its role, run by ansible-runner, one module run per host.
+    """Apply a profile across a fleet, as 'tcptune apply' on each host: its role, run by ansible-runner, one module
+    run per host on tcptune's engine (each host records a generation: 'tcptune history' there lists it).
 
-    Ends with a per-host table (ok / changed keys / failed with reason / unreachable). Exit 0 if every host is ok or
-    changed, 1 if any failed or was unreachable (the others still ran; a failed host was put back as it was).
+    Asks for confirmation on a terminal (without one: --yes). Ends with one line per host (ok / changed keys /
+    failed with a short reason / unreachable; --format json and --verbose have the whole messages). Exit 0 if every
+    host is ok or changed, 1 if any failed or was unreachable (the others still ran; a failed host was put back).
+
+    Example: tcptune push web-server -i inventory.yml --limit web --check
     """
-    # TODO(issue 12, terminal): ask for confirmation on a terminal like apply; --yes is accepted already so that
-    # scripts and CI pipelines (examples/ci) can say it today.
-    del yes
-    result = _run(profile, inventory, limit, forks, check=check, show_progress=fmt is Format.text, verbose=verbose)
+    spec = _spec(profile)
+    spec.owner, spec.skip_missing, spec.skip_readonly = "", skip_missing, skip_readonly
+    settings = run_settings(forks)
+    _announce(verbose)
+    if not check:
+        _confirm_fleet(yes, f"push profile {spec.profile_name} to", inventory, limit)
+    result = _run_shown(
+        "check" if check else "push",
+        fmt,
+        lambda on_start, on_host: run_spec(
+            spec, inventory, limit=limit, settings=settings, check=check, on_start=on_start, on_host=on_host
+        ),
+        settings if verbose else None,
+    )
+    _show_hosts(result, fmt, verbose, f"profile {result.profile}")
+    raise typer.Exit(EXIT_ERROR if result.failed else EXIT_OK)
+
+
+def fleet_rollback(
+    inventory: str, to: int | None, limit: str | None, forks: int | None, yes: bool, fmt: Format, verbose: bool = False
+) -> int:
+    """``tcptune rollback -i INVENTORY [--to N]``: every host back to its generation N (default: each host's previous
+    one), as a new generation there; the same per-host table and exit codes as push."""
+    settings = run_settings(forks)
+    _announce(verbose)
+    target = "the previous generation" if to is None else f"generation {to}"
+    _confirm_fleet(yes, f"roll back to {target} on", inventory, limit)
+    result = _run_shown(
+        "rollback",
+        fmt,
+        lambda on_start, on_host: run_action(
+            inventory, "rollback", to=to, limit=limit, settings=settings, on_start=on_start, on_host=on_host
+        ),
+        settings if verbose else None,
+    )
+    _show_hosts(result, fmt, verbose, f"rollback to {target}")
+    return EXIT_ERROR if result.failed else EXIT_OK
+
+
+def _announce(verbose: bool) -> None:
+    if verbose:
+        playbook = ansible_playbook()
+        emit(f"running {playbook} (ansible-core {ansible_version(playbook)})", err=True)
+
+
+def _confirm_fleet(yes: bool, what: str, inventory: str, limit: str | None) -> None:
+    hosts = inventory_hosts(inventory, limit)
+    shown = ", ".join(hosts[:5]) + (f", ... ({len(hosts)} hosts)" if len(hosts) > 5 else "")
+    confirm(yes, f"{what} {len(hosts)} host(s) ({shown})")
+
+
+def _run_shown(
+    label: str,
+    fmt: Format,
+    job: Callable[[Callable[[list[str]], None] | None, Callable[[HostResult], None] | None], FleetResult],
+    described: RunSettings | None = None,
+) -> FleetResult:
+    """Run ``job(on_start, on_host)`` with a progress bar that advances as each host finishes (text on a terminal);
+    with ``described`` (--verbose), first say how the hosts are reached, once their number is known."""
+
+    def describe(hosts: list[str]) -> None:
+        if described is not None:
+            emit(described.describe(len(hosts)), err=True)
+
+    if fmt is not Format.text:
+        return job(describe if described is not None else None, None)
+
+    def start(started: Callable[[int], None], hosts: list[str]) -> None:
+        describe(hosts)
+        started(len(hosts))
+
+    return with_progress(
+        label,
+        lambda started, advanced: job(
+            lambda hosts: start(started, hosts), lambda host: advanced(f"{host.host}: {host.status}")
+        ),
+    )
+
+
+def _show_hosts(result: FleetResult, fmt: Format, verbose: bool, title: str) -> None:
     if fmt is Format.json:
         emit_json(result.as_dict())
-    else:
-        verb = "would change" if result.check else "changed"
-        table(
-            ["host", "status", "keys", "detail"],
-            result.push_rows(),
-            status_column=1,
-            title=f"profile {result.profile}" + (" (check mode)" if result.check else ""),
-        )
-        counts = result.counts()
-        emit(
-            f"{len(result.hosts)} hosts: {counts['changed']} {verb}, {counts['ok']} up to date, "
-            f"{counts['failed']} failed, {counts['unreachable']} unreachable "
-            f"({result.seconds:.1f} s)"
-        )
-    raise typer.Exit(EXIT_ERROR if result.failed else EXIT_OK)
+        return
+    check = " (check mode: nothing was changed)" if result.check else ""
+    table(
+        ["host", "status", "keys", "gen", "detail"],
+        result.push_rows(verbose),
+        status_column=1,
+        title=title + check,
+    )
+    counts = result.counts()
+    verb = "would change" if result.check else "changed"
+    emit(
+        f"{len(result.hosts)} hosts: {counts['changed']} {verb}, {counts['ok']} up to date, "
+        f"{counts['failed']} failed, {counts['unreachable']} unreachable ({result.seconds:.1f} s)" + check
+    )
 
 
 def fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: int | None, fmt: Format) -> int:
@@ -96,7 +226,16 @@ def fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: in
     """
     if profile is None:
         raise typer.BadParameter("a fleet diff needs a PROFILE", param_hint="PROFILE")
-    result = _run(profile, inventory, limit, forks, check=True, show_progress=fmt is Format.text)
+    spec = _spec(profile)
+    spec.owner = ""
+    settings = run_settings(forks)
+    result = _run_shown(
+        "check",
+        fmt,
+        lambda on_start, on_host: run_spec(
+            spec, inventory, limit=limit, settings=settings, check=True, on_start=on_start, on_host=on_host
+        ),
+    )
     if fmt is Format.json:
         emit_json({**result.as_dict(), "drift": bool(result.drifted)})
     else:
@@ -104,7 +243,8 @@ def fleet_diff(profile: str | None, inventory: str, limit: str | None, forks: in
             ["host", "key", "live", "desired", "status"],
             result.drift_rows(),
             status_column=4,
-            title=f"profile {result.profile} across {len(result.hosts)} hosts",
+            title=f"profile {result.profile} across {len(result.hosts)} hosts (check mode: nothing is changed)",
+            keep=(0, 1),
         )
         emit(
             f"{len(result.drifted)} of {len(result.hosts)} hosts drifted"
@@ -121,45 +261,3 @@ def _spec(profile: str) -> RoleSpec:
     verdict = load_valid(profile)
     emit_diagnostics(verdict.warnings)
     return spec_from_verdict(verdict)
-
-
-def _run(
-    profile: str,
-    inventory: str,
-    limit: str | None,
-    forks: int | None,
-    *,
-    check: bool,
-    show_progress: bool,
-    verbose: bool = False,
-) -> FleetResult:
-    """Validate, render and run; a progress bar over the hosts when asked for and stderr is a terminal."""
-    spec = _spec(profile)
-    settings = run_settings(forks)
-    if verbose:
-        playbook = ansible_playbook()
-        emit(f"ansible-playbook: {playbook} (ansible-core {ansible_version(playbook)})", err=True)
-
-    def announce(hosts: list[str]) -> None:
-        if verbose:
-            emit(settings.describe(len(hosts)), err=True)
-
-    if not show_progress:
-        return run_spec(spec, inventory, limit=limit, settings=settings, check=check, on_start=announce)
-
-    def job(started: Callable[[int], None], advanced: Callable[[str], None]) -> FleetResult:
-        def start(hosts: list[str]) -> None:
-            announce(hosts)
-            started(len(hosts))
-
-        return run_spec(
-            spec,
-            inventory,
-            limit=limit,
-            settings=settings,
-            check=check,
-            on_start=start,
-            on_host=lambda host: advanced(f"{host.host}: {host.status}"),
-        )
-
-    return with_progress("check" if check else "push", job)

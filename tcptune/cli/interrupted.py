@@ -1,38 +1,48 @@
-"""The warning every command gives when an apply or rollback was killed part-way and awaits 'tcptune rollback'.
+"""The warning every command gives when a transaction was killed part-way and awaits 'tcptune recover'.
 
-A command with a ``--state-dir`` option checks that directory itself (rollback, the remedy, does not warn); the root
-callback checks ``$TCPTUNE_STATE_DIR`` (or the default) for every other command.
+A command with a ``--state-dir`` option checks that directory itself (rollback and recover, the remedies, do not
+warn: they act); the root callback checks ``$TCPTUNE_STATE_DIR`` (or the default) for every other command.
 """
 
+import os
 import sys
 
-from ..errors import TcptuneError
-from ..journal import StateDir
+from ..failures import CoreError
 from ..output import emit, paint
+
+PENDING_NAME = "pending.json"
 
 
 def warn_interrupted(state_dir: str) -> None:
-    """One listdir (``StateDir.has_pending_files``); journals are parsed only when something is pending.
+    """One lstat when nothing is pending; the record is read (and the catalog imported) only when something is.
 
-    Whether an apply is still running is decided by its lock, not its pid. A malformed journal gets a one-line
-    warning here (the command itself still runs); apply and rollback refuse to act on it.
+    A transaction still running holds the state directory's lock: then there is nothing to warn about.
     """
-    state = StateDir(state_dir)
-    if not state.has_pending_files():
+    try:
+        os.lstat(os.path.join(state_dir, PENDING_NAME))
+    except OSError:
         return
+    from ..desired import state_dir as open_state
+    from ..engine import interrupted_text
+
+    state = open_state(state_dir)
 
     def warn(text: str) -> None:
         emit(f"tcptune: {paint('warning:', 'warning', sys.stderr)} {text}", err=True)
 
-    try:
-        stuck = state.interrupted(on_malformed=lambda exc: warn(f"skipping {exc}"))
-    except TcptuneError as exc:
-        warn(f"cannot check for interrupted applies: {exc}")
+    if state.is_busy():
         return
-    for journal in stuck:
-        profile = (journal.data.get("profile") or {}).get("name") or "?"
+    try:
+        pending = state.read_pending()
+    except CoreError as exc:
+        warn(f"{exc}; 'tcptune recover' cannot act on it")
+        return
+    if pending is None:
+        return
+    if os.path.lexists(state.generation_path(pending.to)):
         warn(
-            f"{journal.kind} {journal.id} of profile {profile} (started {journal.data.get('started')}) was "
-            "interrupted and may have left the machine half-changed; run 'tcptune rollback' to restore the previous "
-            "values ('tcptune history' for details)"
+            f"the {pending.kind} that made generation {pending.to} completed but left {state.pending_path} "
+            "behind; 'tcptune recover' removes it"
         )
+        return
+    warn(interrupted_text(pending, state.pending_path))

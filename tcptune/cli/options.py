@@ -11,9 +11,11 @@ from typing import Annotated
 
 import typer
 
+from .complete import complete_profile
+
 EXIT_OK, EXIT_ERROR, EXIT_DRIFT, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 64, 70
-"""0 success, 1 error, 2 drift found (diff), 64 bad command line, 70 internal error (a bug). 3 (an apply failed
-and not everything could be restored) is ApplyFailed's own exit code."""
+"""0 success, 1 error, 2 drift found (diff), 64 bad command line, 70 internal error (a bug). 3 (a transaction failed
+and not everything could be restored) is failures.RestoreIncomplete's own exit code."""
 
 
 class Format(str, Enum):
@@ -27,6 +29,18 @@ class ShowFormat(str, Enum):
     sysctl = "sysctl"
 
 
+class DiffFormat(str, Enum):
+    text = "text"
+    json = "json"
+    prometheus = "prometheus"
+
+
+class BootApplier(str, Enum):
+    auto = "auto"
+    systemd = "systemd"
+    procps = "procps"
+
+
 class StatusFormat(str, Enum):
     text = "text"
     json = "json"
@@ -35,7 +49,11 @@ class StatusFormat(str, Enum):
 
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
 ProfileArg = Annotated[
-    str, typer.Argument(help="Profile file, or the name of a built-in profile (see 'tcptune profiles').")
+    str,
+    typer.Argument(
+        autocompletion=complete_profile,
+        help="Profile file, or the name of a built-in profile (see 'tcptune profiles').",
+    ),
 ]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation (needed without a terminal).")]
 
@@ -57,7 +75,7 @@ StateDirOpt = Annotated[
         "--state-dir",
         envvar="TCPTUNE_STATE_DIR",
         show_default=True,
-        help="Where journals, the lock and the last applied profile live (created 0700).",
+        help="Where the generations, the pending transaction and the lock live (created 0700).",
     ),
 ]
 SysctlDirOpt = Annotated[
@@ -73,8 +91,20 @@ SysctlRootOpt = Annotated[
     typer.Option(
         "--sysctl-root",
         envvar="TCPTUNE_SYSCTL_ROOT",
-        hidden=True,
-        help="Root of the tree whose sysctl.d directories predict boot-time values (tests, container images).",
+        show_default=True,
+        help="Root of the tree whose sysctl.d directories (and sysctl.conf) predict boot-time values: a container "
+        "image or a mounted system, say.",
+    ),
+]
+
+BootApplierOpt = Annotated[
+    BootApplier,
+    typer.Option(
+        "--boot-applier",
+        envvar="TCPTUNE_BOOT_APPLIER",
+        help="Which program applies sysctl.d at boot, for the after-reboot prediction: auto (detected from PID 1, "
+        "the installed units and the image under the sysctl root), systemd (systemd-sysctl) or procps "
+        "('sysctl --system').",
     ),
 ]
 
@@ -90,9 +120,6 @@ LimitOpt = Annotated[str | None, typer.Option("--limit", "-l", help="Ansible hos
 ForksOpt = Annotated[
     int | None,
     typer.Option("--forks", min=1, help="Hosts in parallel (default: 10 per CPU of this machine, at most 100)."),
-]
-VerboseOpt = Annotated[
-    bool, typer.Option("--verbose", help="Also say which ansible-playbook runs, and the forks and SSH settings chosen.")
 ]
 
 # ---- socket evidence -----------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 The rooms, in the order data flows:
 
 - ``wire``: the sock_diag netlink format as named field tables; decoding, bounds-checked (pure).
-- ``netlink``: dump requests on a netlink socket -> socket records (what ``ss`` reads).
+- ``netlink``: dump requests on a netlink socket -> socket records (what ``ss`` reads); destroy requests (``ss -K``).
 - ``proc_tcp``: the /proc/net/tcp{,6} fallback, for where netlink is unavailable.
 - ``tally``: socket records -> ``SocketCounts`` (by state, service port, remote address, outgoing endpoint).
 - ``counters``: /proc/net/{snmp,netstat,sockstat} -> the kernel's counters and totals.
@@ -15,16 +15,26 @@ Everything reads the network namespace of the calling thread (``ip netns exec`` 
 
 from __future__ import annotations
 
-from .counters import COUNTER_HELP, COUNTERS, parse_counter_table, parse_sockstat, read_counters, read_sockstat
+from .counters import (
+    COUNTER_HELP,
+    COUNTERS,
+    counter_snapshot,
+    parse_counter_table,
+    parse_sockstat,
+    read_counters,
+    read_sockstat,
+)
 from .evidence import (
     DEFAULT_PROC_NET,
     SYSCTL_KEYS,
     Evidence,
     count_sockets,
+    listener_queues,
     read_sysctls,
     source_label,
     status_dict,
     take_evidence,
+    watch_listeners,
 )
 from .netlink import read_netlink
 from .owners import Owner, find_owners, lookup_owners
@@ -49,8 +59,10 @@ __all__ = [
     "SocketRecord",
     "SourceUnavailable",
     "count_sockets",
+    "counter_snapshot",
     "find_owners",
     "format_address",
+    "listener_queues",
     "lookup_owners",
     "parse_counter_table",
     "parse_sockstat",
@@ -63,4 +75,5 @@ __all__ = [
     "source_label",
     "status_dict",
     "take_evidence",
+    "watch_listeners",
 ]

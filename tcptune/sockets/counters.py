@@ -73,6 +73,13 @@ def read_counters(proc_net: str) -> dict[str, int]:
     return counters
 
 
+def counter_snapshot(proc_net: str) -> dict[str, int]:
+    """The counters tcptune judges (``COUNTERS``), as a reading to keep (at apply time) and compare later: their
+    changes since then are what ``recommend`` judges when it is not given a --sample window."""
+    counters = read_counters(proc_net)
+    return {name: counters[name] for name, _help in COUNTERS if name in counters}
+
+
 def read_sockstat(proc_net: str) -> dict[str, int]:
     """The kernel's own TCP totals: inuse, orphan (host-wide), tw, alloc, mem (pages); ``inuse6`` from sockstat6."""
     stats = parse_sockstat(_read_text(os.path.join(proc_net, "sockstat")) or "")

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import LiveStateError, UsageError
+from ..target import REAL_PROC_NET
 from .counters import COUNTERS, read_counters, read_sockstat
-from .netlink import read_netlink
+from .netlink import read_listeners, read_netlink
 from .owners import Owner, lookup_owners
-from .proc_tcp import read_proc
+from .proc_tcp import proc_listeners, read_proc
 from .states import CLOSE_WAIT, ESTABLISHED, N_STATES, TCP_STATES, TIME_WAIT
 from .tally import Listener, SocketCounts, format_address, port_and_direction
-from .wire import SourceUnavailable
+from .wire import SourceUnavailable, address_key
 
-DEFAULT_PROC_NET = "/proc/net"
+DEFAULT_PROC_NET = REAL_PROC_NET
 DEFAULT_PROC = "/proc"
 SYSCTL_KEYS: tuple[str, ...] = (
     "net.ipv4.ip_local_port_range",
@@ -25,6 +27,7 @@ SYSCTL_KEYS: tuple[str, ...] = (
     "net.ipv4.tcp_max_tw_buckets",
     "net.ipv4.tcp_fin_timeout",
     "net.ipv4.tcp_tw_reuse",
+    "net.ipv4.tcp_tw_reuse_delay",
     "net.ipv4.tcp_timestamps",
     "net.core.somaxconn",
     "net.ipv4.tcp_max_syn_backlog",
@@ -46,8 +49,13 @@ class Evidence:
     counters: dict[str, int] = field(default_factory=dict)
     """Since boot (or since the namespace was created)."""
     deltas: dict[str, int] | None = None
-    """Counter increases over the last ``window`` seconds, when two readings were taken (``--watch``, ``--sample``)."""
+    """Counter increases over the last ``window`` seconds, when two readings were taken (``--watch``, ``--sample``),
+    or since a reading recorded earlier (at the last apply)."""
     window: float | None = None
+    window_label: str | None = None
+    """The window in words, for findings ("the last 10.0 s (--sample)"); None: "the last N s"."""
+    listener_peaks: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(address, port) -> the longest accept queue seen at that listener during the window (``--sample`` polls)."""
     source: str = "netlink"
     """"netlink" (sock_diag) or "proc" (/proc/net/tcp{,6})."""
     source_note: str | None = None
@@ -78,11 +86,26 @@ class Evidence:
         low, high = self.port_range
         return max(high - low + 1, 1)
 
-    def counter(self, name: str) -> int:
-        """A counter's increase over the sampling window if there was one, else its value since boot."""
-        if self.deltas is not None:
-            return self.deltas.get(name, 0)
-        return self.counters.get(name, 0)
+    def windowed(self, name: str) -> int | None:
+        """A counter's increase within the window; None when there is no window (since-boot totals are history:
+        they cannot say whether something is still happening)."""
+        if self.deltas is None:
+            return None
+        return self.deltas.get(name, 0)
+
+    def per_second(self, name: str) -> float | None:
+        """A counter's rate within the window; None without one."""
+        delta = self.windowed(name)
+        if delta is None or not self.window or self.window <= 0:
+            return None
+        return delta / self.window
+
+    @property
+    def window_text(self) -> str | None:
+        """The counters' window in words; None without one."""
+        if self.window is None:
+            return None
+        return self.window_label or f"the last {self.window:.1f} s"
 
 
 def source_label(evidence: Evidence) -> str:
@@ -127,6 +150,36 @@ def count_sockets(source: str, proc_net: str, ephemeral: tuple[int, int]) -> tup
         if source == "netlink":
             raise LiveStateError(f"sock_diag netlink is unavailable: {exc}") from None
         return read_proc(proc_net, ephemeral), "proc", str(exc)
+
+
+def listener_queues(source: str, proc_net: str = DEFAULT_PROC_NET) -> list[tuple[str, int, int]]:
+    """(address, port, accept queue) of every listener, from ``source`` ("netlink" or "proc"), addresses written
+    as ``Listener.address`` writes them; empty when the source cannot be read (a sample then sees no peaks)."""
+    try:
+        if source == "netlink":
+            return [
+                (format_address(address_key(family, raw)), port, queue)
+                for family, raw, port, queue, _backlog in read_listeners()
+            ]
+        return [(format_address(address), port, queue) for address, port, queue in proc_listeners(proc_net)]
+    except (SourceUnavailable, OSError):
+        return []
+
+
+def watch_listeners(
+    seconds: float, poll: Callable[[], list[tuple[str, int, int]]], sleep: Callable[[float], None], every: float = 0.2
+) -> dict[tuple[str, int], int]:
+    """Sleep ``seconds`` in steps of about ``every``, polling the listeners' accept queues after each step:
+    (address, port) -> the longest queue seen. A queue that fills during a burst and drains before the window
+    ends is caught here, where two readings at the window's ends would miss it."""
+    steps = max(1, math.ceil(seconds / every))
+    peaks: dict[tuple[str, int], int] = {}
+    for _ in range(steps):
+        sleep(seconds / steps)
+        for address, port, queue in poll():
+            if queue > peaks.get((address, port), -1):
+                peaks[(address, port)] = queue
+    return peaks
 
 
 def take_evidence(

@@ -5,8 +5,8 @@ netstat re-parse every line; sock_diag hands over fixed-size binary records in 3
 
 Two ways to read a dump: ``count_batches`` for counting (the few fields the tally needs, a whole batch unpacked in
 one call) and ``each_socket`` for every field of each socket (listeners, owner lookups, anything that acts on
-individual sockets). Everything here reads the network namespace of the calling thread (``ip netns exec`` / a
-container sees its own).
+individual sockets). ``Destroyer`` sends the kernel's destroy request for single sockets (what ``ss -K`` does).
+Everything here reads the network namespace of the calling thread (``ip netns exec`` / a container sees its own).
 """
 
 from __future__ import annotations
@@ -43,9 +43,11 @@ from .wire import (
     Reader,
     SocketRecord,
     SourceUnavailable,
+    acknowledgement,
     address_key,
     check_end,
     decode_socket,
+    destroy_request,
     diag_request,
     messages,
     parse_batch,
@@ -185,3 +187,80 @@ def netlink_inodes(
     finally:
         sock.close()
     return found
+
+
+def read_records(states: int, opener: Opener | None = None) -> list[SocketRecord]:
+    """Every socket of both families whose state is in the ``states`` bit mask, with every field."""
+    buf = bytearray(RECV_BUFFER)
+    sock = (opener or open_netlink)()
+    try:
+        return [
+            record
+            for seq, family in enumerate((AF_INET, AF_INET6), start=1)
+            for record in each_socket(sock, family, states, seq, buf)
+        ]
+    except OSError as exc:
+        raise SourceUnavailable(errno_words(exc)) from None
+    finally:
+        sock.close()
+
+
+def read_listeners(opener: Opener | None = None) -> list[tuple[int, bytes, int, int, int]]:
+    """(family, address bytes, port, accept queue, backlog) of every listening socket: one small dump, cheap enough
+    to repeat while a sample window runs."""
+    return [
+        (record.family, record.src, record.sport, record.rqueue, record.wqueue)
+        for record in read_records(1 << LISTEN, opener)
+        if record.state == LISTEN
+    ]
+
+
+class Destroyer:
+    """Destroys single sockets through sock_diag (needs CAP_NET_ADMIN and a kernel built with
+    CONFIG_INET_DIAG_DESTROY). One netlink socket for many requests; use as a context manager."""
+
+    def __init__(self, opener: Opener | None = None) -> None:
+        self.sock = (opener or open_netlink)()
+        self.buf = bytearray(1 << 16)
+        self.seq = 1000
+
+    def __enter__(self) -> Destroyer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+    def destroy(self, record: SocketRecord) -> int:
+        """0 when the kernel destroyed the socket, else its errno: ENOENT gone already (or its ports now belong to
+        another socket), EPERM no CAP_NET_ADMIN, EOPNOTSUPP the kernel cannot destroy sockets."""
+        self.seq += 1
+        try:
+            self.sock.send(destroy_request(record, self.seq))
+            while True:
+                code = acknowledgement(self.buf, _receive(self.sock, self.buf), self.seq)
+                if code is not None:
+                    return code
+        except OSError as exc:
+            raise SourceUnavailable(errno_words(exc)) from None
+
+
+PROBE_RECORD = SocketRecord(AF_INET, 0, 0, 0, 0, 0, bytes(16), bytes(16), 0, bytes(8), 0, 0, 0, 0, 0)
+"""A socket id no socket can have (port 0 on both ends): destroying it tells whether the kernel can destroy."""
+
+
+def destroy_unsupported(opener: Opener | None = None) -> str | None:
+    """None when this kernel accepts destroy requests, else why not (in words). Harmless: it asks to destroy a
+    socket that cannot exist, and the kernel looks for the socket before it checks privileges, so the answer
+    is the same with or without CAP_NET_ADMIN."""
+    try:
+        with Destroyer(opener) as destroyer:
+            code = destroyer.destroy(PROBE_RECORD)
+    except SourceUnavailable as exc:
+        return f"sock_diag netlink is unavailable: {exc}"
+    if code in (0, errno.ENOENT):
+        return None
+    if code in (errno.EOPNOTSUPP, errno.EINVAL):
+        return "this kernel cannot destroy sockets (built without CONFIG_INET_DIAG_DESTROY)"
+    if code in (errno.EPERM, errno.EACCES):
+        return "needs CAP_NET_ADMIN in this network namespace (run as root)"
+    return f"the kernel refused a destroy request: {os.strerror(code).lower()}"

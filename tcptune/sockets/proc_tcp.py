@@ -102,3 +102,27 @@ def proc_inodes(
                 if inodes is not None and inode and len(inodes) < limit:
                     inodes.append(inode)
     return found
+
+
+def proc_listeners(proc_net: str) -> list[tuple[Address, int, int]]:
+    """(address, port, accept queue) of every listening socket in ``proc_net``/tcp and tcp6; reads only as far as
+    the listeners go (the kernel lists them first). Lines that do not parse are skipped."""
+    found: list[tuple[Address, int, int]] = []
+    for name in FILES:
+        try:
+            handle = open(os.path.join(proc_net, name), "rb")  # noqa: SIM115 - closed below
+        except OSError:
+            continue
+        with handle:
+            for line in handle:
+                parts = line.split()
+                if len(parts) < 10 or parts[0] == b"sl":
+                    continue
+                if parts[3] != b"0A":
+                    break
+                try:
+                    address, _, port = parts[1].partition(b":")
+                    found.append((proc_address(address), int(port, 16), int(parts[4].partition(b":")[2], 16)))
+                except ValueError:
+                    continue
+    return found

@@ -23,9 +23,9 @@ AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 IPPROTO_TCP = _socket.IPPROTO_TCP
 
 NETLINK_SOCK_DIAG = 4
-SOCK_DIAG_BY_FAMILY = 20
+SOCK_DIAG_BY_FAMILY, SOCK_DESTROY = 20, 21
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_DUMP = 0x1, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_DUMP = 0x1, 0x4, 0x300
 
 
 class SourceUnavailable(Exception):
@@ -203,6 +203,7 @@ NLA_TYPE_MASK = 0x3FFF
 _HEAD = NLMSGHDR.reader("=", len="I", type="H").struct
 _ERROR = NLMSGERR.reader("=", error="i").struct
 _ATTR = NLATTR.reader("=", len="H", type="H").struct
+_SEQ = NLMSGHDR.reader("=", seq="I").struct
 
 
 def align(length: int) -> int:
@@ -218,6 +219,39 @@ def diag_request(family: int, states: int, seq: int) -> bytes:
     body = INET_DIAG_REQ_V2.pack(family=family, protocol=IPPROTO_TCP, states=states)
     flags = NLM_F_REQUEST | NLM_F_DUMP
     return NLMSGHDR.pack(len=NLMSGHDR.size + len(body), type=SOCK_DIAG_BY_FAMILY, flags=flags, seq=seq) + body
+
+
+def destroy_request(record: SocketRecord, seq: int) -> bytes:
+    """A SOCK_DESTROY request for the one socket ``record`` describes (what ``ss -K`` sends), asking for an
+    acknowledgement. The kernel finds the socket by its full id (ports, addresses, interface) and refuses with
+    ENOENT when the cookie no longer matches: a new socket that took over the same ports is never hit."""
+    body = INET_DIAG_REQ_V2.pack(
+        family=record.family,
+        protocol=IPPROTO_TCP,
+        sport=record.sport,
+        dport=record.dport,
+        src=record.src,
+        dst=record.dst,
+        interface=record.interface,
+        cookie=record.cookie,
+    )
+    flags = NLM_F_REQUEST | NLM_F_ACK
+    return NLMSGHDR.pack(len=NLMSGHDR.size + len(body), type=SOCK_DESTROY, flags=flags, seq=seq) + body
+
+
+def acknowledgement(buf: bytes | bytearray | memoryview, size: int, seq: int) -> int | None:
+    """The kernel's answer to request ``seq`` in ``buf[:size]``: 0 (done) or a positive errno; None when the
+    batch holds no acknowledgement for it (messages for other sequence numbers are skipped)."""
+    for offset, length, mtype in messages(buf, size):
+        if mtype != NLMSG_ERROR:
+            continue
+        if length < NLMSGHDR.size + NLMSGERR.size:
+            raise SourceUnavailable("malformed netlink reply: an error message without its error code")
+        if _SEQ.unpack_from(buf, offset)[0] != seq:
+            continue
+        (code,) = _ERROR.unpack_from(buf, offset + NLMSGHDR.size)
+        return -code if code < 0 else code
+    return None
 
 
 # ---- replies ----------------------------------------------------------------------------------------------------

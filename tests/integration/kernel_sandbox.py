@@ -27,7 +27,7 @@ SETUP = (
 )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child before exec: if the test process dies (even kill -9), the kernel kills this one too,
     so no namespace outlives a crashed test run. The flag survives unshare/sh/nsenter exec'ing the next program."""
     import ctypes
@@ -65,7 +65,7 @@ class KernelSandbox:
             stderr=subprocess.PIPE,
             text=True,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         try:
             assert self.holder.stdout is not None
@@ -84,6 +84,15 @@ class KernelSandbox:
 
     def _enter(self) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-n", "-m", "--"]
+
+    @property
+    def enter(self) -> list[str]:
+        """The command prefix that runs a program inside the namespace (nsenter execs it: same pid)."""
+        return self._enter()
+
+    def adopt(self, child: subprocess.Popen[str]) -> None:
+        """Have ``close()`` kill and reap a process a test started itself inside the namespace."""
+        self._children.append(child)
 
     def _check_isolation(self) -> None:
         """Refuse to run tests unless the namespace really is separate and /proc/sys is read-only outside net."""
@@ -112,6 +121,7 @@ class KernelSandbox:
             TCPTUNE_SYSCTL_ROOT=str(self.sysctl_root),
             NO_COLOR="1",
             COLUMNS="200",
+            TCPTUNE_LOG_SOCKET="",  # not into the machine's journal (a test binds its own socket to read them)
         )
         env.update(extra)
         return env
@@ -136,7 +146,7 @@ class KernelSandbox:
             stderr=subprocess.PIPE,
             text=True,
             env=self.env(**env),
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self._children.append(child)
         return child

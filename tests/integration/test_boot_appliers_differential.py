@@ -84,6 +84,8 @@ def test_boot_prediction_agrees_with_the_real_appliers(tmp_path: Path) -> None:
     assert all(r["initial"] == fresh for r in runs), "a run did not start from a fresh namespace's defaults"
 
     facts_hz = KernelFacts(hz=config_hz())
+    defaults = boot.catalog_defaults()  # what diff starts from (boot.kernel_view): no fresh namespace to read there
+    as_diff = as_diff_agreed = 0
     compared = agreed = 0
     touched_compared = 0
     unknown_by_class: collections.Counter[str] = collections.Counter()
@@ -95,6 +97,18 @@ def test_boot_prediction_agrees_with_the_real_appliers(tmp_path: Path) -> None:
         initial = {k: v for k, v in record["initial"].items() if v is not None}
         view = boot.KernelView(frozenset(names), frozenset(read_only), initial, facts_hz)
         predicted = boot.predict(str(tree.root), keys, record["applier"], view)
+        as_diff_view = boot.KernelView(frozenset(names), frozenset(read_only), defaults, facts_hz)
+        for key, prediction in boot.predict(str(tree.root), keys, record["applier"], as_diff_view).items():
+            if prediction.status == "unknown" or prediction.value is None:
+                continue  # no claim about the value (a key nothing sets whose default the catalog does not know)
+            as_diff += 1
+            if prediction.value == record["final"][key]:
+                as_diff_agreed += 1
+            else:
+                mismatches.append(
+                    f"{tree.root.name} {record['applier']} {key} from catalog defaults: predicted"
+                    f" {prediction.value!r} ({prediction.status}), kernel has {record['final'][key]!r}"
+                )
         for key in keys:
             prediction = predicted[key]
             statuses[f"{record['applier']}:{prediction.status}"] += 1
@@ -120,6 +134,7 @@ def test_boot_prediction_agrees_with_the_real_appliers(tmp_path: Path) -> None:
     covered = set().union(*(t.classes for t in trees))
     elapsed = time.monotonic() - started
     print(f"agreement: {agreed}/{compared} predictions ({touched_compared} on keys a tree sets), seed {seed}")
+    print(f"from the catalog's defaults, as diff predicts: {as_diff_agreed}/{as_diff}")
     print(f"statuses: {dict(sorted(statuses.items()))}")
     print(f"unknown predictions by class of the tree: {dict(sorted(unknown_by_class.items()))}")
     print(f"unknown reasons: {dict(unknown_reasons.most_common())}")

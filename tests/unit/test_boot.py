@@ -467,4 +467,102 @@ def test_detects_procps_under_sysvinit_and_busybox(tmp_path: Path) -> None:
     )
     assert boot.detect_applier(sysv)[:2] == ("procps", "4.0.2")
     assert boot.detect_applier(busybox)[:2] == ("busybox", "1.36.1")
-    assert boot.detect_applier(str(tmp_path / "empty")).name == "none"
+    empty = boot.detect_applier(str(tmp_path / "empty"))
+    assert (empty.name, empty.how) == ("unknown", "no /sbin/init in the image: pass --boot-applier")
+    root = make(tmp_path / "t", {"/etc/sysctl.d/a.conf": f"{FIN} = 30\n"})
+    (unknown,) = boot.predict(root, [FIN], empty, VIEW).values()
+    assert (unknown.status, unknown.value) == ("unknown", None)
+    assert unknown.reason == (
+        "which program applies sysctl.d at boot is not known (no /sbin/init in the image: pass --boot-applier)"
+    )
+
+
+# ---- what tcptune asks of the model: its own file left out, which files are read, the kernel seen from here ----------
+
+
+def test_an_excluded_file_is_as_if_absent_and_a_same_named_vendor_file_shows_through(tmp_path: Path) -> None:
+    own = "/etc/sysctl.d/90-tcptune.conf"
+    root = make(
+        tmp_path,
+        {
+            own: f"{FIN} = 15\n",
+            "/usr/lib/sysctl.d/90-tcptune.conf": f"{FIN} = 25\n",
+            "/etc/sysctl.conf": f"{FIN} = 5\n",
+        },
+    )
+    for applier, expected in (("systemd", "25"), ("procps", "5")):
+        assert boot.predict(root, [FIN], applier, VIEW)[FIN].value == ("15" if applier == "systemd" else "5")
+        assert boot.predict(root, [FIN], applier, VIEW, exclude=[own])[FIN].value == expected
+    assert boot.predict(root, [FIN], "procps", VIEW, exclude=[own, "/etc/sysctl.conf"])[FIN].value == "25"
+
+
+def test_files_read_in_order_and_whether_a_file_not_yet_written_would_be(tmp_path: Path) -> None:
+    root = make(
+        tmp_path,
+        {
+            "/usr/lib/sysctl.d/50-default.conf": "",
+            "/etc/sysctl.d/README": "",
+            "/etc/sysctl.d/10-x.conf.dpkg-old": "",
+            "/etc/sysctl.d/.hidden.conf": "",
+            "/etc/sysctl.conf": "",
+        },
+    )
+    assert boot.files_read(root, "systemd") == ["/usr/lib/sysctl.d/50-default.conf"]
+    assert boot.files_read(root, "procps") == [
+        "/etc/sysctl.d/.hidden.conf",
+        "/usr/lib/sysctl.d/50-default.conf",
+        "/etc/sysctl.conf",
+    ]
+    own = "/etc/sysctl.d/90-tcptune.conf"
+    assert boot.files_read(root, "systemd", [own]) == ["/usr/lib/sysctl.d/50-default.conf", own]
+    assert own not in (boot.files_read(root, "systemd", ["/etc/tcptune/90-tcptune.conf"]) or [])
+    assert boot.files_read(root, "none") == [] and boot.files_read(root, "busybox") is None
+
+
+def proc_tree(root: Path, files: dict[str, str], read_only: tuple[str, ...] = ()) -> str:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n")
+        if rel in read_only:
+            path.chmod(0o444)
+    return str(root)
+
+
+def test_kernel_view_lists_the_keys_and_the_read_only_ones_and_starts_from_catalog_defaults(tmp_path: Path) -> None:
+    proc = proc_tree(
+        tmp_path,
+        {"net/ipv4/tcp_mem": "1 2 3", FIN: "15", "net/core/rmem_max": "212992", "kernel/osrelease": "6.18"},
+        read_only=("kernel/osrelease",),
+    )
+    view = boot.kernel_view(proc)
+    assert isinstance(view.names, boot.ProcNames)
+    assert FIN in view.names and "net/ipv4" not in view.names and "net/ipv4/nope" not in view.names
+    assert "../proc/net/ipv4/tcp_mem" not in view.names and "/etc/passwd" not in view.names
+    assert view.names.listing() == frozenset({"net/ipv4/tcp_mem", FIN, "net/core/rmem_max", "kernel/osrelease"})
+    assert "kernel/osrelease" in view.read_only and FIN not in view.read_only
+    assert view.initial[FIN] == "60"  # the catalog's default, not today's live 15
+    assert "net/ipv4/tcp_max_tw_buckets" not in view.initial  # its default depends on the machine: unknown
+    many = boot.kernel_view(proc, limit=3).names
+    assert isinstance(many, boot.ProcNames) and many.listing() is None  # too many to list: globs are unknown
+    assert FIN in many  # one by one, still known
+
+
+def test_kernel_view_in_a_child_namespace_claims_no_key_list(tmp_path: Path) -> None:
+    proc = proc_tree(tmp_path, {FIN: "15", "net/core/somaxconn": "4096"})  # no host-only tcp_mem: a child netns
+    view = boot.kernel_view(proc)
+    assert view.names is None and view.read_only == frozenset() and view.initial[FIN] == "60"
+
+
+def test_an_interface_write_systemd_may_skip_leaves_the_default_copy_unknown(tmp_path: Path) -> None:
+    """systemd skips a write equal to the current value; when that value is not known (no fresh namespace to read
+    it from: what diff has), whether lo counts as written, and so whether the default is copied to it, is not known.
+    Found by the boot differential test."""
+    root = make(
+        tmp_path, {"/etc/sysctl.d/a.conf": "net.ipv4.conf.lo.rp_filter = 0\nnet.ipv4.conf.default.rp_filter = 1\n"}
+    )
+    unknown_start = VIEW._replace(initial={k: v for k, v in INITIAL.items() if "rp_filter" not in k})
+    lo = "net.ipv4.conf.lo.rp_filter"
+    assert boot.predict(root, [lo], "systemd", unknown_start)[lo].status == "unknown"
+    assert boot.predict(root, [lo], "systemd", VIEW)[lo].value == "1"  # from 0: skipped, so the default's 1 is copied
+    assert boot.predict(root, [lo], "procps", unknown_start)[lo].value == "0"  # procps always writes: lo is written

@@ -48,6 +48,9 @@ def failed(host: str) -> HostResult:
     return result
 
 
+calls: list[dict[str, Any]] = []
+
+
 @pytest.fixture
 def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., list[str]]:
     """Set the hosts the next run reports; returns the arguments naming the profile and an inventory."""
@@ -58,9 +61,17 @@ def fleet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., list
     def hosts(*results: HostResult) -> list[str]:
         def run_spec(spec: Any, inventory: str, *, check: bool = False, **_options: Any) -> FleetResult:
             assert spec.profile_name == "fleet-unit" and inventory == "inventory.yml"
+            assert spec.owner == ""  # a push owns the whole host, as 'tcptune apply' does
+            calls.append({"spec": spec, "check": check})
             return FleetResult(list(results), check, 1.25, spec.profile_name)
 
+        def run_action(inventory: str, action: str, *, to: int | None = None, **_options: Any) -> FleetResult:
+            calls.append({"action": action, "to": to})
+            return FleetResult(list(results), False, 1.0, "", action)
+
         monkeypatch.setattr("tcptune.cli.fleet.run_spec", run_spec)
+        monkeypatch.setattr("tcptune.cli.fleet.run_action", run_action)
+        monkeypatch.setattr("tcptune.cli.fleet.inventory_hosts", lambda inv, limit=None: [r.host for r in results])
         return [str(profile), "-i", "inventory.yml"]
 
     return hosts
@@ -118,15 +129,79 @@ def test_fleet_diff_needs_a_profile(fleet: Callable[..., list[str]], capsys: pyt
 def test_push_exits_1_when_any_host_failed_or_was_unreachable(
     fleet: Callable[..., list[str]], hosts: tuple[Callable[[str], HostResult], ...], code: int
 ) -> None:
-    assert run(["push", *fleet(*(make(f"h{n}") for n, make in enumerate(hosts, start=1)))]) == code
+    assert run(["push", *fleet(*(make(f"h{n}") for n, make in enumerate(hosts, start=1))), "-y"]) == code
 
 
 def test_push_table_says_what_changed_and_why_a_host_failed(
     fleet: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert run(["push", *fleet(in_sync("h1"), drifted("h2"), failed("h3"), unreachable("h4"))]) == 1
+    assert run(["push", *fleet(in_sync("h1"), drifted("h2"), failed("h3"), unreachable("h4")), "-y"]) == 1
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("h")}
-    assert lines["h1"].split()[1:] == ["ok", "0", "up", "to", "date"]
-    assert lines["h2"].split()[1:] == ["changed", "1", "net.ipv4.tcp_fin_timeout"]
-    assert "failed (read-only)" in lines["h3"] and "net.core.somaxconn: read-only" in lines["h3"]
+    assert lines["h1"].split()[1:] == ["ok", "0", "-", "up", "to", "date"]
+    assert lines["h2"].split()[1:] == ["changed", "1", "-", "net.ipv4.tcp_fin_timeout"]
+    assert "failed (read-only)" in lines["h3"] and "read-only: net.core.somaxconn" in lines["h3"]
     assert "unreachable" in lines["h4"] and "Failed to connect" in lines["h4"]
+
+
+def long_failure(host: str) -> HostResult:
+    result = HostResult(host, "failed", reason="not-kept", message="x" * 400)
+    result.failed_keys = {"net.core.somaxconn": {"reason": "not-kept", "message": "x" * 400}}
+    return result
+
+
+def test_push_keeps_one_short_line_per_host_and_the_whole_message_under_verbose(
+    fleet: Callable[..., list[str]], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("tcptune.cli.fleet.ansible_version", lambda playbook: "2.99.1")
+    args = fleet(long_failure("h1"), unreachable("h2"))
+    assert run(["push", *args, "-y"]) == 1
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("h1")]
+    assert len(line) < 100 and "not-kept: net.core.somaxconn" in line and "xxxxx" not in line
+    assert run(["push", *args, "-y", "--verbose"]) == 1
+    captured = capsys.readouterr()
+    assert "x" * 400 in captured.out
+    assert "ansible-playbook" in captured.err and "(ansible-core 2.99.1)" in captured.err
+    assert run(["push", *args, "-y", "--format", "json"]) == 1
+    assert json.loads(capsys.readouterr().out)["hosts"]["h1"]["message"] == "x" * 400
+
+
+def test_push_asks_on_a_terminal_and_needs_yes_without_one(
+    fleet: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    calls.clear()
+    assert run(["push", *fleet(in_sync("h1"))]) == 64  # stdin is not a terminal under pytest
+    assert "pass --yes" in capsys.readouterr().err and calls == []
+    assert run(["push", *fleet(in_sync("h1")), "--check"]) == 0  # a check changes nothing: no question
+
+
+def test_push_passes_skip_options_to_the_role(fleet: Callable[..., list[str]]) -> None:
+    calls.clear()
+    assert run(["push", *fleet(in_sync("h1")), "-y", "--skip-readonly", "--skip-missing"]) == 0
+    spec = calls[-1]["spec"]
+    assert spec.skip_readonly is True and spec.skip_missing is True
+
+
+def test_check_mode_output_says_it_is_a_check(
+    fleet: Callable[..., list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["push", *fleet(drifted("h1")), "--check"]) == 0
+    assert "check mode: nothing was changed" in capsys.readouterr().out
+    assert run(["diff", *fleet(drifted("h1"))]) == 2
+    assert "check mode" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(("hosts", "code"), [((in_sync, drifted), 0), ((drifted, failed), 1), ((unreachable,), 1)])
+def test_fleet_rollback_has_the_exit_codes_and_table_of_push(
+    fleet: Callable[..., list[str]],
+    capsys: pytest.CaptureFixture[str],
+    hosts: tuple[Callable[[str], HostResult], ...],
+    code: int,
+) -> None:
+    calls.clear()
+    inventory = fleet(*(make(f"h{n}") for n, make in enumerate(hosts, start=1)))[1:]
+    assert run(["rollback", *inventory, "--to", "1", "-y"]) == code
+    assert calls[-1] == {"action": "rollback", "to": 1}
+    out = capsys.readouterr().out
+    assert "rollback to generation 1" in out and all(f"h{n}" in out for n in range(1, len(hosts) + 1))
+    assert run(["rollback", *inventory]) == 64  # no terminal, no --yes

@@ -1,7 +1,7 @@
 """What a command imports, measured in a fresh interpreter: commands that read no profile stay light.
 
 PyYAML, jinja2 and Ansible cost tens of milliseconds each at start-up; rich is for terminals only. A command that
-does not need them must not load them: add new light commands (a future 'release', say) to LIGHT_COMMANDS.
+does not need them must not load them: add new light commands to LIGHT_COMMANDS.
 """
 
 from __future__ import annotations
@@ -27,7 +27,12 @@ LIGHT_COMMANDS = [
     pytest.param(["status", *TREES, "--format", "prometheus"], id="status-prometheus"),
     pytest.param(["history"], id="history"),
     pytest.param(["history", "--format", "json"], id="history-json"),
+    pytest.param(["history", "--baseline"], id="history-baseline"),
     pytest.param(["rollback", "--yes"], id="rollback"),
+    pytest.param(["release", "--state", "syn-sent", "--dport", "1"], id="release"),
+    pytest.param(["release", "--state", "syn-sent", "--dport", "1", "--format", "json"], id="release-json"),
+    pytest.param(["recover", "--yes"], id="recover"),
+    pytest.param(["reset", "--yes"], id="reset"),
 ]
 
 PROBE = """\

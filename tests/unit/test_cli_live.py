@@ -1,16 +1,17 @@
-"""diff / apply / history / rollback through the real entry point, on temporary /proc/sys and sysctl.d trees."""
+"""diff and apply through the real entry point, on temporary /proc/sys and sysctl.d trees."""
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from tcptune.cli import run
-from tcptune.journal import StateDir
 from tcptune.live import ProcSys
+from tests.unit.state_files import generation_doc, write_generation, write_pending
 
 PROFILE = """\
 name: tt3-web
@@ -51,6 +52,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Env:
     monkeypatch.setenv("TCPTUNE_PROC_ROOT", str(e.proc))
     monkeypatch.setenv("TCPTUNE_STATE_DIR", str(e.state))
     monkeypatch.setenv("TCPTUNE_SYSCTL_ROOT", str(e.sysctl_root))
+    monkeypatch.setenv("TCPTUNE_BOOT_APPLIER", "systemd")  # the tree has no init to detect it from
     monkeypatch.delenv("TCPTUNE_SYSCTL_DIR", raising=False)
     monkeypatch.setattr(sys, "stdin", open("/dev/null"))  # noqa: SIM115 - closed by pytest at exit
     return e
@@ -95,7 +97,7 @@ def test_diff_without_a_profile_before_any_apply_says_how_to_start(
 ) -> None:
     assert run(["diff"]) == 1
     err = capsys.readouterr().err
-    assert "no applied profile" in err and "tcptune apply" in err
+    assert "nothing is managed: no generation is recorded in" in err and "tcptune apply" in err
 
 
 def test_apply_without_yes_and_without_a_terminal_refuses(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -107,6 +109,7 @@ def test_apply_without_yes_and_without_a_terminal_refuses(env: Env, capsys: pyte
 def test_dry_run_prints_the_plan_and_changes_nothing(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["apply", "--dry-run", str(env.profile)]) == 0
     out = capsys.readouterr().out
+    assert "(dry run)" in out.splitlines()[0] and out.splitlines()[-1] == "dry run: nothing was changed"
     assert "2 to change, 1 already at the desired value" in out
     assert env.live("net/ipv4/tcp_fin_timeout") == "60"
     assert not env.own.exists() and not env.state.exists()
@@ -130,13 +133,39 @@ def test_second_apply_is_up_to_date(env: Env, capsys: pytest.CaptureFixture[str]
     capsys.readouterr()
     assert run(["apply", str(env.profile)]) == 0  # nothing to confirm: no --yes needed
     assert "up to date" in capsys.readouterr().out
-    assert len(StateDir(str(env.state)).journals()) == 1
+    assert sorted(p.name for p in (env.state / "generations").iterdir()) == ["1.json"]
 
 
 def test_apply_json_output(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["apply", "--yes", "--format", "json", str(env.profile)]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["applied"] is True and sorted(data["written"]) == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
+    assert (data["generation"], data["from"], data["to"], data["file_action"]) == (1, 0, 1, "written")
+
+
+def test_apply_dry_run_json_says_dry_run(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["apply", "--dry-run", "-f", "json", str(env.profile)]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert (data["dry_run"], data["applied"], data["generation"]) == (True, False, None)
+    assert [w["key"] for w in data["writes"]] == ["net.core.somaxconn", "net.ipv4.tcp_fin_timeout"]
+
+
+def test_switching_profiles_shows_revert_rows_and_keep_unmanaged_keeps_them(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["apply", "--yes", str(env.profile)]) == 0
+    small = tmp_path / "small.yaml"
+    small.write_text("name: tt3-small\nsettings:\n  net.ipv4.tcp_fin_timeout: 20\n")
+    capsys.readouterr()
+    assert run(["apply", "--dry-run", str(small)]) == 0
+    out = capsys.readouterr().out
+    assert "net.core.somaxconn        8192  4096  revert to baseline" in out
+    assert "1 to change, 0 already at the desired value, 1 to revert to their baseline" in out
+    assert run(["apply", "--yes", "--keep-unmanaged", str(small)]) == 0
+    out = capsys.readouterr().out
+    assert "revert" not in out and "no longer persisted: a reboot resets them to their boot values" in out
+    assert env.live("net/core/somaxconn") == "8192" and env.live("net/ipv4/tcp_fin_timeout") == "20"
+    assert "somaxconn" not in env.own.read_text()
 
 
 def test_no_persist_leaves_sysctl_d_alone_and_diff_reports_it(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -167,41 +196,6 @@ def test_missing_key_refused_before_any_write_unless_skipped(env: Env, capsys: p
     assert "warning: skipping net.ipv4.tcp_mem" in capsys.readouterr().out
 
 
-def test_history_and_rollback(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    run(["apply", "--yes", str(env.profile)])
-    capsys.readouterr()
-    assert run(["history"]) == 0
-    out = capsys.readouterr().out
-    assert "tt3-web" in out and "complete" in out
-    assert run(["rollback"]) == 64  # no terminal, no --yes
-    assert run(["rollback", "--yes"]) == 0
-    assert env.live("net/ipv4/tcp_fin_timeout") == "60" and not env.own.exists()
-    capsys.readouterr()
-    run(["history", "--format", "json"])
-    kinds = [(j["kind"], j["status"]) for j in json.loads(capsys.readouterr().out)]
-    assert kinds == [("apply", "rolled-back"), ("rollback", "complete")]
-
-
-def test_an_interrupted_apply_is_announced_by_every_command(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    journal = StateDir(str(env.state)).begin(
-        "apply",
-        profile={"name": "tt3-web"},
-        proc_root=str(env.proc),
-        changes=[{"key": "net.core.somaxconn", "old": "4096", "new": "8"}],
-    )
-    journal.update(pid=2**22 + 11)
-    env.proc.joinpath("net/core/somaxconn").write_text("8\n")
-    for argv in (["explain", "tcp_fin_timeout"], ["history"], ["diff", str(env.profile)]):
-        run(argv)
-        assert "was interrupted" in capsys.readouterr().err, argv
-    assert run(["apply", "--yes", str(env.profile)]) == 1
-    assert "run 'tcptune rollback' first" in capsys.readouterr().err
-    assert run(["rollback", "--yes"]) == 0
-    assert env.live("net/core/somaxconn") == "4096"
-    run(["history"])
-    assert "was interrupted" not in capsys.readouterr().err
-
-
 def test_apply_on_the_real_kernel_as_non_root_fails_up_front(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -216,58 +210,39 @@ def test_help_documents_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     assert "2 drift found" in capsys.readouterr().out
 
 
-# ---- damaged state, reused pids, unusable paths: an error or a warning, never a traceback ---------------------
+# ---- damaged state, unusable paths: an error or a warning, never a traceback ---------------------------------
 
 
-def test_a_malformed_pending_journal_is_one_warning_not_a_crash(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    journal_dir = env.state / "journal"
-    journal_dir.mkdir(parents=True)
-    bad = journal_dir / "x.pending.json"
-    bad.write_text(json.dumps({"id": "x", "changes": 5}))
+def test_a_malformed_pending_record_is_one_warning_not_a_crash(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = write_pending(env.state, writes=[{"key": "kernel.core_pattern", "old": "core", "new": "|/bin/sh"}])
     for argv in (["explain", "tcp_fin_timeout"], ["diff", str(env.profile)]):
         assert run(argv) in (0, 2), argv
         err = capsys.readouterr().err
-        assert f"warning: skipping {bad}: malformed journal: 'status' must be one of" in err, argv
+        assert f"warning: {bad}: malformed pending record: writes[0].key" in err, argv
         assert len(err.strip().splitlines()) == 1 and "internal error" not in err
-    assert run(["apply", "--yes", str(env.profile)]) == 1  # refuses to act next to a damaged journal
-    assert f"{bad}: malformed journal" in capsys.readouterr().err
+    assert run(["apply", "--yes", str(env.profile)]) == 1  # refuses to act next to a damaged record
+    assert f"{bad}: malformed pending record" in capsys.readouterr().err
     assert env.live("net/ipv4/tcp_fin_timeout") == "60"
 
 
-def test_an_interrupted_apply_with_a_reused_pid_is_announced(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
-    journal = StateDir(str(env.state)).begin("apply", profile={"name": "tt3-web"}, proc_root=str(env.proc))
-    journal.update(pid=1)  # init: alive, so a pid check would think the apply is still running
-    run(["explain", "tcp_fin_timeout"])
-    assert "was interrupted" in capsys.readouterr().err
-
-
 @pytest.mark.parametrize(
-    ("record", "says"),
+    ("edit", "says"),
     [
         ({"profile": "x"}, "'profile' must be an object"),
-        ({"profile": {"name": "x", "values": [1, 2]}}, "profile.values must be an object"),
-        ({"profile": {"name": "x", "values": {"../../etc/passwd": "1"}}}, "not a sysctl key name"),
+        ({"values": [1, 2]}, "'values' must be an object"),
+        (
+            {"values": {"../../etc/passwd": "1"}, "baseline": {"../../etc/passwd": {"live": None, "boot": None}}},
+            "not a sysctl key name",
+        ),
     ],
 )
-def test_a_bare_diff_with_a_malformed_last_applied_record_is_an_error(
-    env: Env, capsys: pytest.CaptureFixture[str], record: object, says: str
+def test_a_bare_diff_with_a_malformed_current_generation_is_an_error(
+    env: Env, capsys: pytest.CaptureFixture[str], edit: dict[str, object], says: str
 ) -> None:
-    env.state.mkdir()
-    (env.state / "last-applied.json").write_text(json.dumps(record))
+    path = write_generation(env.state, generation_doc(1, **edit))  # type: ignore[arg-type]
     assert run(["diff"]) == 1
     err = capsys.readouterr().err
-    assert f"{env.state / 'last-applied.json'}: malformed last-applied record" in err and says in err
-
-
-def test_apply_that_cannot_record_last_applied_succeeds_with_a_warning(
-    env: Env, capsys: pytest.CaptureFixture[str]
-) -> None:
-    (env.state / "last-applied.json").mkdir(parents=True, mode=0o700)
-    env.state.chmod(0o700)
-    assert run(["apply", "--yes", str(env.profile)]) == 0
-    captured = capsys.readouterr()
-    assert "warning: cannot write" in captured.out and "last-applied.json" in captured.out
-    assert env.live("net/ipv4/tcp_fin_timeout") == "15" and env.own.exists()
+    assert f"{path}: malformed generation" in err and says in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -285,20 +260,6 @@ def test_diff_and_apply_reject_an_empty_or_missing_proc_root(
         assert says in capsys.readouterr().err
 
 
-def test_rollback_restores_the_file_in_the_sysctl_dir_it_is_given(
-    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    elsewhere = tmp_path / "elsewhere"
-    assert run(["apply", "--yes", "--sysctl-dir", str(elsewhere), str(env.profile)]) == 0
-    assert (elsewhere / "90-tcptune.conf").exists()
-    capsys.readouterr()
-    assert run(["rollback", "--yes"]) == 1  # this run's own file is in <sysctl root>/etc/sysctl.d
-    assert "refusing to restore or delete any other file" in capsys.readouterr().err
-    assert env.live("net/ipv4/tcp_fin_timeout") == "15"
-    assert run(["rollback", "--yes", "--sysctl-dir", str(elsewhere)]) == 0
-    assert not (elsewhere / "90-tcptune.conf").exists() and env.live("net/ipv4/tcp_fin_timeout") == "60"
-
-
 def test_apply_exits_1_and_names_the_key_when_the_kernel_clamps_a_value(
     env: Env, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -312,10 +273,31 @@ def test_apply_exits_1_and_names_the_key_when_the_kernel_clamps_a_value(
 
     monkeypatch.setattr("tcptune.target.ProcSys", ClampingProcSys)
     assert run(["apply", "--yes", str(env.profile)]) == 1
-    out = capsys.readouterr().out
-    assert "warning: net.core.somaxconn: live 5000, expected 8192 (the kernel clamped or ignored the value)" in out
-    assert env.live("net/core/somaxconn") == "5000" and env.live("net/ipv4/tcp_fin_timeout") == "15"
-    assert run(["apply", "--yes", "--format", "json", str(env.profile)]) == 1
-    assert json.loads(capsys.readouterr().out)["mismatches"] == [
-        {"key": "net.core.somaxconn", "live": "5000", "expected": "8192"}
-    ]
+    err = capsys.readouterr().err.splitlines()
+    assert (
+        err[-1] == "tcptune: error: net.core.somaxconn: the kernel keeps 5000, expected 8192; every change was undone"
+    )
+    assert env.live("net/core/somaxconn") == "4096" and env.live("net/ipv4/tcp_fin_timeout") == "60"
+    assert not env.own.exists() and not (env.state / "generations" / "1.json").exists()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["symlink", "fifo", "not utf-8"])
+def test_an_own_file_that_must_not_be_replaced_is_refused_in_one_line(
+    env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    victim = tmp_path / "victim.conf"
+    victim.write_text("keep\n")
+    if kind == "symlink":
+        env.own.symlink_to(victim)
+    elif kind == "fifo":
+        os.mkfifo(env.own)
+    else:
+        env.own.write_bytes(b"# \xff\n")
+    for argv in (["apply", "--yes", str(env.profile)], ["apply", "--dry-run", str(env.profile)]):
+        assert run(argv) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if "warning" not in line]
+        assert len(err) == 1 and err[0].startswith(f"tcptune: error: {env.own}: it is "), err
+        assert err[0].endswith("nothing was changed (move it away)")
+    assert env.live("net/ipv4/tcp_fin_timeout") == "60" and victim.read_text() == "keep\n"
+    assert run(["diff", str(env.profile)]) == 2  # reading it for the boot view never blocks either

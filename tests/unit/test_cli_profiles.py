@@ -34,11 +34,11 @@ def test_validate_many_reports_each_and_fails_if_any_fails(capsys: pytest.Captur
 
 
 def test_validate_json_is_machine_readable(capsys: pytest.CaptureFixture[str]) -> None:
-    run(["validate", "--format", "json", str(FIXTURES / "bad" / "triple-order.yaml")])
+    run(["validate", "--format", "json", str(FIXTURES / "bad" / "port-range-order.yaml")])
     data = json.loads(capsys.readouterr().out)
     assert data["valid"] is False
     diagnostic = data["profiles"][0]["diagnostics"][0]
-    assert (diagnostic["line"], diagnostic["column"], diagnostic["key"]) == (3, 22, "net.ipv4.tcp_wmem")
+    assert (diagnostic["line"], diagnostic["column"], diagnostic["key"]) == (3, 33, "net.ipv4.ip_local_port_range")
 
 
 def test_strict_turns_warnings_into_failure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -136,19 +136,26 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_help_lists_every_command_in_order(capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--help"]) == 0
-    listed = [line.split()[0] for line in capsys.readouterr().out.split("Commands:")[1].splitlines() if line.strip()]
+    commands = capsys.readouterr().out.split("Commands:")[1].split("Examples:")[0]
+    listed = [line.split()[0] for line in commands.splitlines() if line.strip()]
     assert listed == [
+        "init",
         "validate",
         "show",
         "explain",
         "schema",
+        "import",
         "profiles",
         "diff",
         "apply",
         "history",
         "rollback",
+        "reset",
+        "recover",
         "role",
         "push",
         "status",
         "recommend",
+        "release",
+        "completion",
     ]

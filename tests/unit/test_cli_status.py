@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tcptune.cli import run
-from tcptune.journal import StateDir
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "sockets"
 TREES = ["--source", "proc", "--proc-net", str(FIXTURES), "--proc-root", str(FIXTURES / "proc_sys")]
@@ -289,8 +288,9 @@ def test_status_rejects_an_empty_or_missing_proc_root(root: str, says: str, caps
 
 
 def _interrupt_an_apply(state_dir: Path) -> None:
-    journal = StateDir(str(state_dir)).begin("apply", profile={"name": "tt5-web"}, proc_root="/nonexistent")
-    journal.update(pid=2**22 + 11)
+    from tests.unit.state_files import write_pending
+
+    write_pending(state_dir)
 
 
 def test_recommend_warns_about_an_interrupted_apply_in_its_own_state_dir(
@@ -299,7 +299,7 @@ def test_recommend_warns_about_an_interrupted_apply_in_its_own_state_dir(
     _interrupt_an_apply(tmp_path / "elsewhere")  # $TCPTUNE_STATE_DIR (tmp_path/state) has nothing pending
     assert run(["recommend", *TREES, "--state-dir", str(tmp_path / "elsewhere")]) == 0
     err = capsys.readouterr().err
-    assert "of profile tt5-web" in err and "was interrupted" in err
+    assert "an interrupted apply (generation 0 -> 1" in err and "tcptune recover" in err
 
 
 def test_recommend_ignores_the_environments_state_dir_when_given_its_own(
@@ -307,6 +307,65 @@ def test_recommend_ignores_the_environments_state_dir_when_given_its_own(
 ) -> None:
     _interrupt_an_apply(tmp_path / "state")  # $TCPTUNE_STATE_DIR
     assert run(["recommend", *TREES, "--state-dir", str(tmp_path / "clean")]) == 0
-    assert "was interrupted" not in capsys.readouterr().err
+    assert "interrupted" not in capsys.readouterr().err
     assert run(["status", *TREES]) == 0  # no --state-dir: the environment's is the one to check
-    assert "was interrupted" in capsys.readouterr().err
+    assert "an interrupted apply" in capsys.readouterr().err
+
+
+# ---- recommend judges counters over a window (issue 11) --------------------------------------------------------------
+
+
+def _tree_with(tmp_path: Path, *, listen_overflows: int, somaxconn: str) -> list[str]:
+    """The captured tree with a large since-boot ListenOverflows and a raised somaxconn: the state a host is in
+    after applying recommend's own suggestion."""
+    import shutil
+
+    tree = tmp_path / "net"
+    shutil.copytree(FIXTURES, tree)
+    lines = (tree / "netstat").read_text().splitlines()
+    for i in range(0, len(lines), 2):
+        if lines[i].startswith("TcpExt:"):
+            names, values = lines[i].split(), lines[i + 1].split()
+            values[names.index("ListenOverflows")] = str(listen_overflows)
+            lines[i + 1] = " ".join(values)
+    (tree / "netstat").write_text("\n".join(lines) + "\n")
+    (tree / "proc_sys/net/core/somaxconn").write_text(somaxconn + "\n")
+    return ["--source", "proc", "--proc-net", str(tree), "--proc-root", str(tree / "proc_sys")]
+
+
+def test_recommend_does_not_raise_somaxconn_again_from_since_boot_overflows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The ratchet of issue 11: after applying somaxconn 16384, a second run must not suggest 65535."""
+    trees = _tree_with(tmp_path, listen_overflows=7000, somaxconn="16384")
+    assert run(["recommend", *trees, "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["suggested"] == {} and data["counter_window"] is None
+    assert [f["id"] for f in data["findings"]] == ["counter-history"]
+    (history,) = data["findings"]
+    assert history["numbers"] == {"ListenOverflows": 7000} and history["suggest"] == {}
+    assert run(["recommend", *trees]) == 0
+    out = capsys.readouterr().out
+    assert "counters since boot (history only: --sample SECONDS)" in out
+    assert "window:  since boot (history)" in out and "effect:  None: measure over a window first." in out
+
+
+def test_recommend_sample_judges_only_what_happens_in_the_window(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)
+    trees = _tree_with(tmp_path, listen_overflows=7000, somaxconn="16384")
+    assert run(["recommend", *trees, "--sample", "2", "--format", "json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["findings"] == [] and data["suggested"] == {}
+    assert data["counter_window"].endswith("(--sample)")
+
+
+def test_recommend_text_names_window_effect_and_the_release_command(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run(["recommend", *TREES, "--min-sockets", "3", "--no-owners"]) == 0
+    out = capsys.readouterr().out
+    assert "run:     tcptune release --state close-wait --sport 7002 --yes" in out
+    assert "window:  now (the sockets as read)" in out
+    assert "effect:  Each orphan is freed after 30 s instead of 60 s" in out

@@ -7,17 +7,7 @@ import json
 import pytest
 
 from tcptune.live import LiveValue
-from tcptune.persist import BootValue, SysctlEntry
-from tcptune.plan import (
-    BOOT_DIFFERS,
-    BOOT_NOT_PERSISTED,
-    BOOT_OK,
-    Change,
-    Drift,
-    boot_states,
-    order_changes,
-    plan,
-)
+from tcptune.plan import Change, order_changes, plan, split_blocked
 
 UNPRIV, RANGE = "net.ipv4.ip_unprivileged_port_start", "net.ipv4.ip_local_port_range"
 
@@ -102,36 +92,47 @@ def test_other_changes_are_in_key_order() -> None:
     assert [c.key for c in order_changes(changes)] == ["a", "b"]
 
 
-def entry(key: str, value: str, file: str, line: int = 1) -> SysctlEntry:
-    return SysctlEntry(key, value, file, line)
+# ---- keys leaving management: revert to their baseline ----------------------------------------------------------
 
 
-def test_boot_states_name_the_file_that_overrides_ours() -> None:
-    ours = entry("k", "15", "/etc/sysctl.d/90-tcptune.conf", 4)
-    theirs = entry("k", "30", "/etc/sysctl.d/99-local.conf", 7)
-    boot = {"k": BootValue("k", theirs, (ours,))}
-    (state,) = boot_states({"k": "15"}, boot, "/etc/sysctl.d/90-tcptune.conf")
-    assert state.status == BOOT_DIFFERS and state.overridden
-    assert state.source == theirs and state.shadowed == (ours,)
+def test_a_key_leaving_management_is_reverted_to_its_baseline_in_the_write_order() -> None:
+    live = {"a.b": ok("a.b", "1"), "a.c": ok("a.c", "15")}
+    result = plan({"a.b": "2"}, live, revert={"a.c": "60"})
+    assert result.changes == (Change("a.b", "1", "2"), Change("a.c", "15", "60"))
+    (revert,) = result.reverts
+    assert (revert.key, revert.status, revert.desired, revert.note) == ("a.c", "revert", "60", None)
+    assert not result.up_to_date
 
 
-def test_boot_states_ok_and_not_persisted() -> None:
-    ours = entry("a", "1", "/etc/sysctl.d/90-tcptune.conf")
-    states = boot_states({"a": "1", "b": "2"}, {"a": BootValue("a", ours)}, "/etc/sysctl.d/90-tcptune.conf")
-    assert [s.status for s in states] == [BOOT_OK, BOOT_NOT_PERSISTED]
+@pytest.mark.parametrize(
+    ("baseline", "live", "says"),
+    [
+        (None, ok("a.c", "15"), "no value from before tcptune was recorded: left as it is"),
+        ("60", ok("a.c", "60"), "already at its value from before tcptune"),
+        ("60", ok("a.c", "15", writable=False), "not writable here now: left as it is"),
+        ("60", LiveValue("a.c", None, "missing", False), "cannot be read here now: left as it is"),
+    ],
+)
+def test_a_revert_that_needs_no_write_or_cannot_be_made_is_a_note_never_a_refusal(
+    baseline: str | None, live: LiveValue, says: str
+) -> None:
+    result = plan({}, {"a.c": live}, revert={"a.c": baseline})
+    assert result.changes == ()
+    (state,) = result.keys
+    assert state.status == "revert" and state.note == says
+    runnable, skipped, refuse = split_blocked(result, skip_missing=False, skip_readonly=False)
+    assert (runnable, skipped, refuse) == (result, [], [])
 
 
-def test_drift_counts_boot_drift_unless_live_only() -> None:
-    current = plan({"a": "1"}, {"a": ok("a", "1")})
-    boot = boot_states({"a": "1"}, {}, None)
-    assert Drift(current, boot).drift
-    assert not Drift(current, [], check_boot=False).drift
-    summary = Drift(current, boot).as_dict()["summary"]
-    assert summary["boot_not_persisted"] == 1 and summary["live_drift"] is False
+def test_split_blocked_refuses_unless_skipped() -> None:
+    live = {"a.m": LiveValue("a.m", None, "missing", False), "a.r": ok("a.r", "1", writable=False)}
+    result = plan({"a.m": "1", "a.r": "2"}, live)
+    _, skipped, refuse = split_blocked(result, skip_missing=True, skip_readonly=False)
+    assert [k.key for k in skipped] == ["a.m"] and [k.key for k in refuse] == ["a.r"]
 
 
-def test_an_unpersisted_key_whose_kernel_default_is_desired_is_not_boot_drift() -> None:
-    states = boot_states({"a": "1", "b": "2"}, {}, None, defaults={"a": "1", "b": "3"})
-    assert [s.status for s in states] == ["kernel default", BOOT_NOT_PERSISTED]
-    current = plan({"a": "1"}, {"a": ok("a", "1")})
-    assert not Drift(current, states[:1]).drift
+def test_a_key_preflight_refused_blocks_the_plan_whatever_is_skipped() -> None:
+    result = plan({"a.x": "3"}, {"a.x": ok("a.x", "2")})
+    refused = result._replace(keys=(result.keys[0]._replace(status="refused", note="the kernel says no"),))
+    _, skipped, refuse = split_blocked(refused, skip_missing=True, skip_readonly=True)
+    assert skipped == [] and [k.key for k in refuse] == ["a.x"]

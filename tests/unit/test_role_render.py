@@ -74,9 +74,9 @@ def test_role_has_every_part_of_a_complete_role(role: Path) -> None:
         "meta/argument_specs.yml",
         "README.md",
         "library/tcptune_sysctl.py",
-        "module_utils/tcptune_values.py",
-        "module_utils/tcptune_persist.py",
-        "module_utils/tcptune_live.py",
+        f"module_utils/{render.core_package()}/__init__.py",
+        f"module_utils/{render.core_package()}/engine.py",
+        f"module_utils/{render.core_package()}/keyfacts.py",
         "molecule/default/molecule.yml",
         "molecule/default/create.yml",
         "molecule/default/destroy.yml",
@@ -160,7 +160,10 @@ def test_profile_name_and_description_are_never_templated(tmp_path: Path, name: 
     defaults = load(role / "defaults/main.yml")
     assert set(defaults) == {
         f"tcptune_t_{v}"
-        for v in ("settings", "overrides", "fingerprint", "persist", "sysctl_file", "profile_name", "verify")
+        for v in (
+            *("settings", "overrides", "fingerprint", "persist", "sysctl_file", "profile_name", "verify", "owner"),
+            *("skip_missing", "skip_readonly", "keep_unmanaged", "state_dir"),
+        )
     }
     assert defaults["tcptune_t_profile_name"] == name and isinstance(defaults["tcptune_t_profile_name"], Unsafe)
     main = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]
@@ -177,7 +180,8 @@ def test_fleet_playbook_names_the_play_with_data(tmp_path: Path) -> None:
     site.write_text(_playbook("tcptune_evil", EVIL + "\nevil: 1"))
     (play,) = load(site)
     assert isinstance(play["name"], Unsafe) and play["name"] == f"tcptune {EVIL}\nevil: 1"
-    assert set(play) == {"name", "hosts", "gather_facts", "roles"} and play["roles"] == [{"role": "tcptune_evil"}]
+    assert set(play) == {"name", "hosts", "gather_facts", "strategy", "roles"}
+    assert play["roles"] == [{"role": "tcptune_evil"}] and play["strategy"] == "free"  # progress per host
     assert "{{" not in _playbook("tcptune_evil", "web").replace("!unsafe", "")
 
 
@@ -197,37 +201,92 @@ def test_role_from_a_profile_records_the_profile_fingerprint(spec: render.RoleSp
     assert 'fingerprint: "{{ tcptune_web_server_fingerprint if not' in (role / "tasks/main.yml").read_text()
 
 
-def test_argument_specs_are_derived_from_the_catalog(role: Path) -> None:
+def test_argument_specs_come_from_the_modules_option_table_without_a_per_key_dump(role: Path) -> None:
+    """Ansible lists every suboption when one is unknown (80 KB for a typo): settings have none; the module checks
+    keys and values against the catalog instead (test_role_module)."""
     options = load(role / "meta/argument_specs.yml")["argument_specs"]["main"]["options"]
-    settings = options["tcptune_web_server_settings"]["options"]
-    known = {k.name for k in catalog.all_keys() if not k.removed}
-    assert set(settings) == known
-    assert set(options["tcptune_web_server_overrides"]["options"]) == known
-    fin = catalog.get("net.ipv4.tcp_fin_timeout")
-    assert settings[fin.name]["type"] == "int"
-    assert fin.summary in settings[fin.name]["description"]
-    reuse = catalog.get("net.ipv4.tcp_tw_reuse")
-    assert settings[reuse.name]["choices"] == [int(c) for c in reuse.choices]
-    assert settings["net.ipv4.tcp_rmem"]["type"] == "str"
+    settings = options["tcptune_web_server_settings"]
+    assert settings["type"] == "dict" and "options" not in settings
+    assert settings["description"][1:] == render.MODULE_OPTIONS["settings"]["description"]
+    assert options["tcptune_web_server_persist"]["description"] == render.MODULE_OPTIONS["persist"]["description"]
+    assert options["tcptune_web_server_owner"]["default"] == "tcptune_web_server"
+    assert "-e tcptune_web_server_verify=true" in " ".join(options["tcptune_web_server_verify"]["description"])
 
 
-def test_module_utils_are_byte_identical_copies_of_tcptune(role: Path) -> None:
-    for name, source in render.SHIPPED_MODULE_UTILS.items():
-        assert (role / "module_utils" / name).read_bytes() == source.read_bytes(), name
-    assert (role / "library/tcptune_sysctl.py").read_bytes() == render.MODULE_SOURCE.read_bytes()
+def test_module_documentation_and_argument_spec_come_from_one_table(role: Path) -> None:
+    text = (role / "library/tcptune_sysctl.py").read_text()
+    namespace: dict = {}
+    exec(text.split("EXAMPLES = ")[0], namespace)  # the generated block only: DOCUMENTATION, ARGUMENT_SPEC
+    doc = yaml.safe_load(namespace["DOCUMENTATION"])
+    assert set(doc["options"]) == set(namespace["ARGUMENT_SPEC"]) == set(render.MODULE_OPTIONS)
+    for name, option in namespace["ARGUMENT_SPEC"].items():
+        assert {k: v for k, v in doc["options"][name].items() if k != "description"} == option, name
+    described = doc["options"]["settings"]["description"]
+    assert "C(net.ipv4.tcp_fin_timeout): 1..600 seconds; per network namespace." in described
+
+
+def test_shipped_keyfacts_are_the_catalogs(role: Path) -> None:
+    namespace: dict = {}
+    text = (role / "module_utils" / render.core_package() / "keyfacts.py").read_text()
+    exec(text.replace("from .keycheck import KeyFacts", "from tcptune.keycheck import KeyFacts"), namespace)
+    keys = namespace["KEYS"]
+    assert set(keys) == {k.name for k in catalog.all_keys()}
+    for key in catalog.all_keys():
+        facts = keys[key.name]
+        assert (facts.shape, facts.minimum, facts.maximum, facts.choices, facts.scope, facts.removed) == (
+            key.shape,
+            key.minimum,
+            key.maximum,
+            key.choices,
+            key.scope,
+            key.removed,
+        ), key.name
+
+
+def test_the_core_ships_as_one_package_of_byte_identical_copies(role: Path) -> None:
+    package = role / "module_utils" / render.core_package()
+    assert sorted(p.name for p in (role / "module_utils").iterdir()) == [package.name]
+    for name in render.SHIPPED_CORE:
+        assert (package / f"{name}.py").read_bytes() == (render.PACKAGE / f"{name}.py").read_bytes(), name
+    module = (role / "library/tcptune_sysctl.py").read_text()
+    assert f"from ansible.module_utils.{package.name}.engine import" in module
+    assert "ansible.module_utils.tcptune_core." not in module
+
+
+def test_the_package_name_changes_with_any_shipped_file() -> None:
+    """Roles made by different tcptune versions never share (or shadow) one copy of the core."""
+    files = render.core_files()
+    name = render.core_package(files)
+    assert name.startswith("tcptune_core_") and len(name) == len("tcptune_core_") + 10
+    for changed in ("engine.py", "keyfacts.py", "values.py"):
+        other = dict(files, **{changed: files[changed] + b"# another version\n"})
+        assert render.core_package(other) != name, changed
+
+
+@pytest.mark.parametrize("name", [*render.SHIPPED_CORE])
+def test_shipped_core_is_standard_library_only_with_relative_imports(name: str) -> None:
+    import ast
+    import sys
+
+    tree = ast.parse((render.PACKAGE / f"{name}.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            modules = [node.module] if node.module else [a.name for a in node.names]
+            assert node.level == 1 and set(modules) <= {*render.SHIPPED_CORE, "keyfacts"}, (name, ast.dump(node))
+        elif isinstance(node, ast.ImportFrom):
+            assert (node.module or "").split(".")[0] in sys.stdlib_module_names, (name, node.module)
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                assert alias.name.split(".")[0] in sys.stdlib_module_names, (name, alias.name)
 
 
 def test_shipped_generic_role_matches_a_fresh_render(tmp_path: Path) -> None:
     """roles/tcptune is generated: after changing the catalog, live.py, values.py, persist.py or the templates,
     regenerate it with `tcptune role --generic --out roles`."""
     fresh = render.render_role(render.generic_spec(), tmp_path)
-    for name, source in render.SHIPPED_MODULE_UTILS.items():
-        assert (SHIPPED_ROLE / "module_utils" / name).read_bytes() == source.read_bytes(), (
-            f"roles/tcptune/module_utils/{name} differs from {source.name}: run 'tcptune role --generic --out roles'"
-        )
     fresh_files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file())
     shipped_files = sorted(p.relative_to(SHIPPED_ROLE).as_posix() for p in SHIPPED_ROLE.rglob("*") if p.is_file())
-    assert shipped_files == fresh_files
+    assert shipped_files == fresh_files, "stale: run 'tcptune role --generic --out roles'"
     _, mismatch, errors = filecmp.cmpfiles(fresh, SHIPPED_ROLE, fresh_files, shallow=False)
     assert not mismatch and not errors, f"stale: {mismatch + errors}; run 'tcptune role --generic --out roles'"
 
@@ -323,3 +382,37 @@ def test_top_level_molecule_scenarios_pass_ansible_lint_production() -> None:
         timeout=300,
     )
     assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+SHIPPED_COLLECTION = REPO / "collection" / "ansible_collections" / "tcptune" / "tuning"
+
+
+def test_shipped_collection_source_matches_a_fresh_render(tmp_path: Path) -> None:
+    """collection/ is generated: regenerate it with `tcptune role --collection --out collection`."""
+    fresh = render.render_collection(tmp_path)
+    fresh_files = sorted(p.relative_to(fresh).as_posix() for p in fresh.rglob("*") if p.is_file())
+    shipped = sorted(p.relative_to(SHIPPED_COLLECTION).as_posix() for p in SHIPPED_COLLECTION.rglob("*") if p.is_file())
+    assert shipped == fresh_files, "stale: run 'tcptune role --collection --out collection'"
+    _, mismatch, errors = filecmp.cmpfiles(fresh, SHIPPED_COLLECTION, fresh_files, shallow=False)
+    assert not mismatch and not errors, f"stale: {mismatch + errors}; run 'tcptune role --collection --out collection'"
+
+
+def test_collection_holds_the_module_its_core_under_the_collection_namespace_and_the_roles(tmp_path: Path) -> None:
+    (tmp_path / "p.yaml").write_text(PROFILE)
+    from tcptune.cli import run
+
+    assert run(["role", str(tmp_path / "p.yaml"), "--collection", "--out", str(tmp_path / "out")]) == 0
+    root = tmp_path / "out/ansible_collections/tcptune/tuning"
+    module = (root / "plugins/modules/sysctl_profile.py").read_text()
+    assert "from ansible_collections.tcptune.tuning.plugins.module_utils.core.engine import" in module
+    assert "module: sysctl_profile" in module
+    for name in render.SHIPPED_CORE:
+        assert (root / f"plugins/module_utils/core/{name}.py").read_bytes() == (
+            render.PACKAGE / f"{name}.py"
+        ).read_bytes()
+    for role in ("tcptune", "tcptune_web_server"):
+        tasks = (root / f"roles/{role}/tasks/main.yml").read_text()
+        assert "tcptune.tuning.sysctl_profile:" in tasks, role
+        assert not (root / f"roles/{role}/library").exists() and not (root / f"roles/{role}/module_utils").exists()
+    galaxy = yaml.safe_load((root / "galaxy.yml").read_text())
+    assert (galaxy["namespace"], galaxy["name"]) == ("tcptune", "tuning")

@@ -1,0 +1,76 @@
+"""``tcptune import``: a sysctl.conf / sysctl.d file -> a profile, printed or written (atomically, never over an
+existing file without --force)."""
+
+import os
+import stat
+import sys
+from typing import Annotated
+
+import typer
+
+from ..errors import TcptuneError
+from ..importer import import_conf
+from ..output import emit, emit_diagnostics, write_file
+from ..profile import PROFILE_NAME
+from .options import EXIT_ERROR, EXIT_OK
+
+MAX_CONF_BYTES = 4 * 1024 * 1024
+
+
+def import_file(
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A sysctl.conf or sysctl.d file.")],
+    output: Annotated[
+        str | None, typer.Option("--output", "-o", help="Write the profile here instead of printing it.")
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Let --output replace an existing file.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="Profile name (default: from the file name).")] = None,
+) -> None:
+    """Turn a sysctl.conf / sysctl.d file into a profile: catalog keys under settings (checked), other net.* keys
+    under raw:, everything else left out with a comment saying why. Exit 1 (nothing written) if a value is invalid.
+    """
+    if name is not None and not PROFILE_NAME.match(name):
+        raise typer.BadParameter(f"{name!r} is not a plain name (letters, digits, '-', '_', '.')", param_hint="--name")
+    if output is not None and os.path.lexists(output) and not force:
+        raise TcptuneError(f"{output} exists; use --force to replace it")
+    result = import_conf(_read(file), file, name)
+    emit_diagnostics(result.diagnostics)
+    if result.errors:
+        count = len(result.errors)
+        emit(f"{file}: not imported ({count} invalid value{'s' * (count != 1)}; nothing written)", err=True)
+        raise typer.Exit(EXIT_ERROR)
+    summary = f"{result.settings} checked setting(s), {result.raw} raw key(s), {result.left_out} line(s) left out"
+    if output is None:
+        sys.stdout.write(result.text)
+        emit(f"{file}: {summary}", err=True)
+    else:
+        write_file(output, result.text)
+        emit(f"wrote {output}: {summary}")
+    raise typer.Exit(EXIT_OK)
+
+
+def _read(file: str) -> bytes:
+    """The file's bytes: a regular file only (never a FIFO or a device), at most MAX_CONF_BYTES."""
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise TcptuneError(f"{file}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise TcptuneError(f"{file}: not a regular file")
+        if info.st_size > MAX_CONF_BYTES:
+            raise TcptuneError(f"{file}: {info.st_size} bytes; sysctl files are limited to {MAX_CONF_BYTES} bytes")
+        chunks, size = [], 0
+        while size <= MAX_CONF_BYTES:
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_CONF_BYTES:
+            raise TcptuneError(f"{file}: longer than {MAX_CONF_BYTES} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise TcptuneError(f"{file}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+    finally:
+        os.close(fd)
