@@ -167,6 +167,8 @@ def _announce(verbose: bool) -> None:
 
 
 def _confirm_fleet(yes: bool, what: str, inventory: str, limit: str | None) -> None:
+    if yes:  # the run reads the inventory while ansible-playbook starts; no need to wait for it here
+        return
     hosts = inventory_hosts(inventory, limit)
     shown = ", ".join(hosts[:5]) + (f", ... ({len(hosts)} hosts)" if len(hosts) > 5 else "")
     confirm(yes, f"{what} {len(hosts)} host(s) ({shown})")
