@@ -23,12 +23,14 @@ import math
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import catalog
-from .sockets.evidence import Evidence
 from .sockets.states import CLOSE_WAIT, ESTABLISHED, FIN_WAIT2, TIME_WAIT
 from .sockets.tally import Address, Listener, format_address, port_and_direction
+
+if TYPE_CHECKING:  # the value only: reading it (sockets.evidence) is the edge's work
+    from .sockets.evidence import Evidence
 
 SEVERITIES = ("critical", "warning", "info")
 INT_MAX = 2**31 - 1
@@ -126,7 +128,7 @@ class Finding:
         }
 
 
-Rule = Callable[[Evidence, Thresholds], Iterable[Finding]]
+Rule = Callable[["Evidence", Thresholds], Iterable[Finding]]
 
 
 def advise(evidence: Evidence, thresholds: Thresholds | None = None) -> list[Finding]:

@@ -1,4 +1,4 @@
-"""Renderers: plain text, JSON, tables, a progress bar, and the writer of files a user names for output.
+"""Renderers: plain text, JSON, tables and a progress bar.
 
 rich is imported only here and only when a terminal will see it.
 """
@@ -10,8 +10,7 @@ import sys
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TextIO, TypeVar
 
-from .errors import Diagnostic, TcptuneError
-from .persist import atomic_write
+from .errors import Diagnostic
 
 T = TypeVar("T")
 
@@ -74,26 +73,6 @@ def emit_diagnostics(diagnostics: Iterable[Diagnostic], *, err: bool = True) -> 
     stream = sys.stderr if err else sys.stdout
     for diagnostic in diagnostics:
         emit(diagnostic_line(diagnostic, stream), err=err)
-
-
-def write_file(path: str, text: str) -> None:
-    """Write a file the user named (``status -o``, ``recommend --write``) atomically; a problem is one line."""
-    if os.path.isdir(path):
-        raise TcptuneError(f"cannot write {path}: it is a directory (name a file in it)")
-    try:
-        atomic_write(path, text)
-    except OSError as exc:
-        raise cannot_write(path, exc) from None
-
-
-def cannot_write(path: str, exc: OSError) -> TcptuneError:
-    """The error for a file the user named that could not be written, in words: the path and the reason."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if isinstance(exc, FileNotFoundError) and not os.path.isdir(directory):
-        problem = f"no such directory {directory}"
-    else:
-        problem = (exc.strerror or str(exc)).lower()
-    return TcptuneError(f"cannot write {path}: {problem}")
 
 
 def with_progress(label: str, job: Callable[[Callable[[int], None], Callable[[str], None]], T]) -> T:

@@ -23,10 +23,10 @@ from typing import Any, NamedTuple
 from .advise import Finding, Thresholds, advise, profile_name_for, profile_text, suggested_values
 from .errors import ProfileError, TcptuneError
 from .failures import CoreError
-from .output import cannot_write, write_file
 from .profile import find_profile, is_path_ref, load_profile
 from .sockets import DEFAULT_PROC_NET, Evidence, listener_queues, take_evidence, watch_listeners
 from .target import DEFAULT_STATE_DIR, REAL_PROC_SYS
+from .userfiles import cannot_write, write_file
 from .validate import validate
 
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ..output import emit, emit_json, findings_text, prometheus_text, status_text, terminal_size, write_file
+from ..output import emit, emit_json, findings_text, prometheus_text, status_text, terminal_size
 from ..sockets import DEFAULT_PROC_NET, source_label, status_dict, take_evidence
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_SYS
+from ..userfiles import write_file
 from .interrupted import warn_interrupted
 from .options import Format, FormatOpt, ProcNetOpt, ProcRootOpt, SourceOpt, StateDirOpt, StatusFormat, TopOpt
 

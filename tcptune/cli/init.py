@@ -16,8 +16,9 @@ from .. import __version__, catalog
 from ..errors import TcptuneError
 from ..importer import profile_name_for
 from ..load import load_valid
-from ..output import emit, emit_diagnostics, one_line, write_file
+from ..output import emit, emit_diagnostics, one_line
 from ..profile import Profile, Setting, is_path_ref
+from ..userfiles import write_file
 from .complete import complete_profile_name
 from .options import EXIT_OK
 

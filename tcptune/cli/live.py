@@ -30,9 +30,10 @@ from ..drift import (
 )
 from ..engine import Options, require_root
 from ..failures import CoreError
-from ..output import emit, emit_diagnostics, emit_json, emit_wrapped, paint, table, write_file
+from ..output import emit, emit_diagnostics, emit_json, emit_wrapped, paint, table
 from ..plan import STATUS_TEXT, Desired, KeyState
 from ..target import DEFAULT_STATE_DIR, REAL_PROC_NET, REAL_PROC_SYS, Target
+from ..userfiles import write_file
 from .complete import complete_profile
 from .interrupted import warn_interrupted
 from .options import (

@@ -10,8 +10,9 @@ import typer
 
 from ..errors import TcptuneError
 from ..importer import import_conf
-from ..output import emit, emit_diagnostics, write_file
+from ..output import emit, emit_diagnostics
 from ..profile import PROFILE_NAME
+from ..userfiles import write_file
 from .options import EXIT_ERROR, EXIT_OK
 
 MAX_CONF_BYTES = 4 * 1024 * 1024
