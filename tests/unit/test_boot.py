@@ -369,10 +369,18 @@ def test_procps_file_names_with_glob_characters_are_unknown(tmp_path: Path) -> N
     assert value(root, "systemd") == "30"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads every file")
-def test_unreadable_files_are_unknown(tmp_path: Path) -> None:
+def test_unreadable_files_are_unknown(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Root reads a mode-0 file, so the refusal is the kernel's answer as boot.py sees it: EACCES from open()."""
     root = make(tmp_path, {"/etc/sysctl.d/a.conf": f"{FIN} = 30\n"})
     os.chmod(tmp_path / "etc/sysctl.d/a.conf", 0)
+    real_open = os.open
+
+    def refusing_open(path: str | bytes, flags: int, *args: int) -> int:
+        if os.fsdecode(path).endswith("a.conf"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(boot.os, "open", refusing_open)
     assert status(root, "systemd") == "unknown"
 
 
