@@ -2,7 +2,6 @@
 family). PyYAML is imported only where a profile is read (``_desired``): a bare diff loads none.
 """
 
-import json
 import sys
 import time
 from collections.abc import Callable
@@ -114,6 +113,8 @@ def diff(
     result = drift(desired, target, check_boot=not live_only, applier=boot_applier.value)
     unknown = result.boot_unknown
     if fmt is DiffFormat.json and output is not None:
+        import json  # only for -o FILE.json: not on the start-up path of every diff
+
         write_file(output, json.dumps(result.as_dict(), indent=2) + "\n")
     elif fmt is DiffFormat.json:
         emit_json(result.as_dict())
