@@ -9,15 +9,52 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
-
-import yaml
 
 from . import catalog
 from .errors import Diagnostic, Location, ProfileError
 from .values import has_unsafe_characters
+
+# PyYAML compiles one large Unicode character class when imported (yaml.reader.Reader.NON_PRINTABLE): 5 to 10 ms of
+# CPU, a tenth of a whole `tcptune diff` (bench/diff_latency). Only the pure-Python reader uses it, and profiles are
+# parsed by libyaml wherever PyYAML has it, so that one pattern is compiled when first used instead. Any other
+# pattern, or a PyYAML whose pattern differs, compiles as usual.
+_YAML_NON_PRINTABLE = "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+
+
+class _CompiledOnFirstUse:
+    def __init__(self, pattern: str, flags: int) -> None:
+        self._source = (pattern, flags)
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._compiled is None:
+            self._compiled = re.compile(*self._source)
+        return getattr(self._compiled, name)
+
+
+@contextmanager
+def _non_printable_compiled_on_first_use() -> Iterator[None]:
+    compile_now = re.compile
+
+    def compile_late_if_unused(pattern: Any, flags: int = 0) -> Any:
+        if pattern == _YAML_NON_PRINTABLE:
+            return _CompiledOnFirstUse(pattern, flags)
+        return compile_now(pattern, flags)
+
+    re.compile = compile_late_if_unused  # single-threaded: this module is imported before any thread starts
+    try:
+        yield
+    finally:
+        re.compile = compile_now
+
+
+with _non_printable_compiled_on_first_use():
+    import yaml
+
 
 FIELDS = ("name", "description", "extends", "settings", "raw")
 RAW_PREFIX = "net."

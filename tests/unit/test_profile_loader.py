@@ -155,3 +155,21 @@ def test_a_repeated_top_level_field_is_an_error_and_only_the_first_counts(tmp_pa
     ]
     assert profile.name == "first" and profile.description == "first" and profile.extends == ("a.yaml",)
     assert {k: s.value for k, s in profile.settings.items()} == {"net.ipv4.tcp_fin_timeout": 30}
+
+
+def test_pyyaml_still_rejects_control_characters_after_the_deferred_compile() -> None:
+    """profile.py lets PyYAML's pure-Python reader compile its non-printable class on first use (start-up time);
+    that reader must still refuse a control character, and any other pattern compile as always."""
+    import subprocess
+    import sys
+
+    code = (
+        "import re, tcptune.profile, yaml\n"
+        "assert re.compile.__module__ == 're' and re.compile('a+').fullmatch('aa')\n"
+        "try:\n"
+        "    yaml.load('a: \\x01', Loader=yaml.SafeLoader)\n"
+        "except yaml.reader.ReaderError:\n"
+        "    print('rejected')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (done.returncode, done.stdout.strip()) == (0, "rejected"), done.stderr
