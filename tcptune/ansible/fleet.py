@@ -395,12 +395,12 @@ def _execute(
     if not Path(inventory).exists():
         raise FleetError(f"{inventory}: no such inventory file or directory")
     started = time.monotonic()
-    private = Path(tempfile.mkdtemp(prefix="tcptune-run-"))
     playbook = ansible_playbook()
+    private = Path(tempfile.mkdtemp(prefix="tcptune-run-"))
     try:
         site, env = prepare(private / "project")
         (private / "project" / "site.yml").write_text(site, encoding="utf-8")
-        results, hosts = _run(
+        results, hosts, rc = _run(
             private,
             os.path.abspath(inventory),
             playbook,
@@ -414,15 +414,21 @@ def _execute(
     finally:
         _close_ssh_masters(private / "cp")
         shutil.rmtree(private, ignore_errors=True)
-    ordered = [results[h] for h in hosts if h in results] + [r for h, r in results.items() if h not in hosts]
+    ordered = [results.get(h) or _no_result(h, rc) for h in hosts] + [r for h, r in results.items() if h not in hosts]
     return FleetResult(ordered, check, time.monotonic() - started, profile, action, playbook)
+
+
+def _no_result(host: str, rc: int | None) -> HostResult:
+    """A host of the inventory that never reported (a worker killed, any_errors_fatal in the user's ansible.cfg, a
+    run stopped early): failed, never left out, so that push cannot exit 0 and a drift gate cannot pass without it."""
+    return HostResult(host, "failed", message=f"no result from ansible-playbook for this host (it exited {rc})")
 
 
 def _trim_for_one_run(role_dir: Path) -> None:
     """This private copy runs once, alone in its play, on settings tcptune has just validated. Two parts of the role
     only cost time there (bench/fleet_push, 20 hosts, every host changed):
 
-    - meta/argument_specs.yml: Ansible prepends a validate_argument_spec task that templates the catalog-sized spec
+    - meta/argument_specs.yml: Ansible prepends a validate_argument_spec task that templates the spec
       once per host and carries it in every host's event (about 2 s of 10). The module still refuses malformed keys
       and values, and the kernel's verdict on each write decides, with rollback, as always.
     - the verify handler's notify: at the end of a play the handler checks that no later role put a key back; this
@@ -497,20 +503,25 @@ def _run(
     check: bool,
     on_start: Callable[[list[str]], None] | None,
     on_host: Callable[[HostResult], None] | None,
-) -> tuple[dict[str, HostResult], list[str]]:
+) -> tuple[dict[str, HostResult], list[str], int | None]:
     """Start ansible-playbook, then read the inventory while it starts up (its imports take most of a second, and so
-    do ours: this way they overlap); a broken inventory cancels the run. -> (results by host, inventory's hosts)."""
+    do ours: this way they overlap); a broken inventory cancels the run unless hosts have started already.
+    SIGTERM and SIGHUP (a cancelled CI job, systemd, timeout) stop ansible-playbook too: it runs in a session of its
+    own and would go on changing hosts after we are gone. -> (results by host, inventory's hosts, its exit code)."""
+    import signal
     import threading
 
     from ansible_runner.interface import init_runner
 
     results: dict[str, HostResult] = {}
     announced: set[str] = set()
-
+    hosts_started = threading.Event()
     closing: list[subprocess.Popen[bytes]] = []
 
     def handle(event: dict[str, Any]) -> bool:
         name = event.get("event", "")
+        if name.startswith("runner_on_"):
+            hosts_started.set()
         if name == "playbook_on_stats":  # every host is done: close SSH masters while ansible-playbook exits
             closing.extend(_start_closing_ssh_masters(private / "cp"))
             return True
@@ -567,19 +578,40 @@ def _run(
         except BaseException as exc:  # handed to the caller's thread below
             failure.append(exc)
 
+    signalled: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        signalled.append(signum)
+        cancel.set()
+
+    previous: dict[int, Any] = {}
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            previous[signum] = signal.signal(signum, stop)
     thread = threading.Thread(target=follow, name="ansible-runner", daemon=True)
     thread.start()
+    hosts: list[str] | None = None
     try:
-        hosts = inventory_hosts(inventory, limit)
+        try:
+            hosts = inventory_hosts(inventory, limit)
+        except FleetError:
+            if not hosts_started.is_set():
+                raise
+            # a flaky dynamic inventory: hosts are being changed already, so let the run finish and report them
         if on_start:
-            on_start(hosts)
+            on_start(hosts if hosts is not None else [])
         thread.join()
     except BaseException:  # a broken inventory, Ctrl-C: stop ansible-playbook before the private dir goes
         cancel.set()
-        thread.join(timeout=30)
+        thread.join(timeout=60)
         raise
     finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
         _wait_closed(closing)
+    if signalled:
+        name = signal.Signals(signalled[0]).name
+        raise FleetError(f"stopped by {name}: ansible-playbook was stopped too; hosts it reached may have changed")
     if failure:
         raise FleetError(f"could not run ansible-playbook: {one_line(failure[0])}")
     if not results and runner.rc != 0:
@@ -587,7 +619,7 @@ def _run(
         with contextlib.suppress(Exception):
             tail = " ".join(runner.stdout.read().split()[-60:])
         raise FleetError(f"{playbook} failed before any host ran (rc {runner.rc}): {tail}")
-    return results, hosts
+    return results, hosts if hosts is not None else list(results), runner.rc
 
 
 def _host_result(event: str, host: str, data: dict[str, Any], previous: HostResult | None) -> HostResult | None:

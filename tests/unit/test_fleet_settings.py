@@ -4,6 +4,9 @@ ansible-runner, and what ``push --verbose`` prints. Ansible itself is replaced h
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,7 +106,8 @@ def test_describe_says_forks_how_many_hosts_run_at_once_and_ssh(monkeypatch: pyt
 
 
 class FakeRunner:
-    """Stands in for ansible_runner's Runner: records the private project as the run sees it, reports one host."""
+    """Stands in for ansible_runner's Runner: records the private project as the run sees it, reports its events
+    (by default one host, h1, ok)."""
 
     def __init__(self, kwargs: dict[str, Any], events: list[dict[str, Any]]) -> None:
         self.kwargs = kwargs
@@ -117,21 +121,28 @@ class FakeRunner:
         self.seen["tasks"] = {
             str(p.relative_to(private)): p.read_text() for p in private.rglob("*.yml") if p.parent.name == "tasks"
         }
-        for event in self.events:
+        for event in self.events if self.kwargs.get("limit") != "nowhere" else []:  # Ansible runs no host then
             self.kwargs["event_handler"](event)
         self.rc = 0
 
 
+def ok(host: str) -> dict[str, Any]:
+    res = {"changed": False, "sysctls": {}}
+    return {"event": "runner_on_ok", "event_data": {"host": host, "task_action": "tcptune_sysctl", "res": res}}
+
+
 @pytest.fixture
-def fake_ansible(monkeypatch: pytest.MonkeyPatch) -> list[FakeRunner]:
+def events() -> list[dict[str, Any]]:
+    """What the fake ansible-playbook reports, in order; a test may replace it."""
+    return [ok("h1")]
+
+
+@pytest.fixture
+def fake_ansible(monkeypatch: pytest.MonkeyPatch, events: list[dict[str, Any]]) -> list[FakeRunner]:
     made: list[FakeRunner] = []
-    ok = {
-        "event": "runner_on_ok",
-        "event_data": {"host": "h1", "task_action": "tcptune_sysctl", "res": {"changed": False, "sysctls": {}}},
-    }
 
     def init_runner(**kwargs: Any) -> FakeRunner:
-        runner = FakeRunner(kwargs, [ok])
+        runner = FakeRunner(kwargs, list(events))
         made.append(runner)
         return runner
 
@@ -186,6 +197,63 @@ def test_the_private_role_runs_one_task_per_host_no_argument_spec_task_no_handle
 def test_a_limit_matching_no_host_cancels_the_run_and_says_so(tmp_path: Path, fake_ansible: list[FakeRunner]) -> None:
     with pytest.raises(FleetError, match="no hosts match --limit nowhere"):
         fleet.run_spec(SPEC, inventory(tmp_path), limit="nowhere")
+
+
+def test_a_host_that_never_reported_is_a_failed_row_not_a_missing_one(
+    tmp_path: Path, fake_ansible: list[FakeRunner]
+) -> None:
+    path = tmp_path / "inventory.ini"
+    path.write_text("h1 ansible_host=192.0.2.1\nh2 ansible_host=192.0.2.2\n")
+    result = fleet.run_spec(SPEC, str(path))  # the fake reports h1 only, as a run cut short would
+    assert [(h.host, h.status) for h in result.hosts] == [("h1", "ok"), ("h2", "failed")]
+    assert "no result from ansible-playbook" in result.hosts[1].message
+    assert result.failed
+
+
+def test_an_inventory_unreadable_here_after_hosts_started_lets_the_run_finish(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_ansible: list[FakeRunner]
+) -> None:
+    """A flaky dynamic inventory must not kill a push that is already changing hosts."""
+
+    def late_failure(*_args: Any) -> list[str]:
+        deadline = time.monotonic() + 10
+        while not fake_ansible or fake_ansible[0].rc is None:  # until the fake run has reported its host
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        raise FleetError("inventory.ini: cannot read the inventory: flaky")
+
+    monkeypatch.setattr(fleet, "inventory_hosts", late_failure)
+    result = fleet.run_spec(SPEC, inventory(tmp_path))
+    assert [(h.host, h.status) for h in result.hosts] == [("h1", "ok")]
+
+
+def test_sigterm_stops_ansible_playbook_and_fails_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_ansible: list[FakeRunner]
+) -> None:
+    """ansible-playbook runs in a session of its own: a SIGTERM to tcptune (a cancelled CI job) must reach it."""
+    monkeypatch.setattr(FakeRunner, "run", _run_until_cancelled)
+    before = signal.getsignal(signal.SIGTERM)
+
+    def terminate() -> None:
+        if signal.getsignal(signal.SIGTERM) is not before:  # never kill the test runner itself
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    timer = threading.Timer(0.3, terminate)
+    timer.start()
+    with pytest.raises(FleetError, match="stopped by SIGTERM"):
+        fleet.run_spec(SPEC, inventory(tmp_path))
+    timer.join()
+    assert fake_ansible[0].seen["cancelled"] is True
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def _run_until_cancelled(self: FakeRunner) -> None:
+    deadline = time.monotonic() + 10
+    while not self.kwargs["cancel_callback"]():
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    self.seen["cancelled"] = True
+    self.rc = 254
 
 
 def test_a_missing_inventory_fails_before_anything_starts(tmp_path: Path, fake_ansible: list[FakeRunner]) -> None:
