@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -282,7 +283,8 @@ def find_profile(ref: str, relative_to: Path | None = None) -> Path | None:
         path = Path(ref).expanduser()
         if not path.is_absolute() and relative_to is not None:
             path = relative_to / path
-        return path if path.is_file() else None
+        # anything that exists: reading it says what is wrong with a FIFO, device or directory named as a profile
+        return path if path.is_file() or os.path.lexists(path) else None
     if relative_to is None and Path(ref).is_file():
         return Path(ref)
     for d in builtin_dirs():
@@ -345,15 +347,31 @@ def _read_document(path: Path) -> _Document:
 
 
 def _read_text(path: Path) -> str:
-    """The file's text: at most MAX_PROFILE_BYTES (checked before reading), UTF-8."""
+    """The file's text: a regular file (a link to one is fine), at most MAX_PROFILE_BYTES, UTF-8. Opened without
+    blocking, so that a FIFO or a device named as a profile is refused at once instead of hanging."""
     file = str(path)
     try:
-        size = path.stat().st_size
-        if size > MAX_PROFILE_BYTES:
-            raise _unreadable(file, f"file is {size} bytes; profiles are limited to {MAX_PROFILE_BYTES} bytes")
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError as exc:
         raise _unreadable(file, f"cannot read profile: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else None
+            raise _unreadable(file, f"not a regular file ({kind or 'a device or socket'}): profiles are files")
+        if info.st_size > MAX_PROFILE_BYTES:
+            raise _unreadable(file, f"file is {info.st_size} bytes; profiles are limited to {MAX_PROFILE_BYTES} bytes")
+        chunks, size = [], 0
+        while chunk := os.read(fd, MAX_PROFILE_BYTES + 1 - size):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > MAX_PROFILE_BYTES:
+                raise _unreadable(file, f"file is over {MAX_PROFILE_BYTES} bytes; profiles are limited to that")
+        data = b"".join(chunks)
+    except OSError as exc:
+        raise _unreadable(file, f"cannot read profile: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

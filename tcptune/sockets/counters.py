@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from .proc_tcp import open_proc_file
+
 COUNTERS: tuple[tuple[str, str], ...] = (
     ("TcpExt.ListenOverflows", "a listener's accept queue was full: a completed connection was dropped"),
     ("TcpExt.ListenDrops", "connections dropped at a listener for any reason (overflows included)"),
@@ -55,10 +57,15 @@ def parse_sockstat(text: str, prefix: str = "TCP") -> dict[str, int]:
     return {}
 
 
+MAX_COUNTER_FILE_BYTES = 1 << 20
+"""snmp and netstat are a few KiB; anything bigger is not what the kernel writes there."""
+
+
 def _read_text(path: str) -> str | None:
+    """The file's text, or None where it is missing, unreadable or not a regular file (never blocks on a FIFO)."""
     try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            return handle.read()
+        with open_proc_file(path) as handle:
+            return handle.read(MAX_COUNTER_FILE_BYTES).decode("ascii", errors="replace")
     except OSError:
         return None
 

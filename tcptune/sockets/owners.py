@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .netlink import netlink_inodes
-from .proc_tcp import proc_inodes
+from .proc_tcp import open_proc_file, proc_inodes
 from .tally import SocketCounts
 from .wire import SourceUnavailable
 
@@ -52,8 +52,8 @@ def find_owners(inodes: Iterable[int], proc: str) -> dict[int, tuple[int, str]]:
                 hits.append(inode)
         if hits:
             try:
-                with open(os.path.join(proc, pid_text, "comm"), encoding="utf-8", errors="replace") as handle:
-                    name = handle.read().strip()
+                with open_proc_file(os.path.join(proc, pid_text, "comm")) as handle:
+                    name = handle.read(256).decode("utf-8", errors="replace").strip()  # TASK_COMM_LEN is 16
             except OSError:
                 name = "?"
             for inode in hits:

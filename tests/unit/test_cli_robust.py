@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -211,3 +212,35 @@ def test_a_fifo_in_sysctl_d_makes_the_boot_view_unknown_never_blocks(
     assert run([*argv, "--boot-applier", "systemd"]) in (0, 2)
     out = capsys.readouterr().out
     assert "unknown for every key: /usr/lib/sysctl.d/60-big.conf has a line over 1 MiB" in out
+
+
+# ---- FIFOs, devices and directories where a file is expected: refused at once, never waited on -------------------
+
+
+@pytest.mark.parametrize(("kind", "words"), [("fifo", "a FIFO"), ("directory", "a directory"), ("device", "a device")])
+def test_a_profile_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, kind: str, words: str) -> None:
+    path = tmp_path / "profile.yaml"
+    if kind == "fifo":
+        os.mkfifo(path)  # nobody ever writes to it: reading it would wait forever
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        path = Path("/dev/zero")  # endless: reading it would never finish
+    done = tcptune("validate", str(path), TCPTUNE_STATE_DIR=str(tmp_path / "state"))
+    assert done.returncode == 1
+    assert f"{path}: not a regular file ({words}" in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("name", ["snmp", "netstat", "sockstat", "tcp6"])
+def test_status_never_waits_on_a_fifo_in_proc_net(tmp_path: Path, name: str) -> None:
+    """A counter file that is a FIFO counts as missing; tcp6 as a FIFO is an error naming it (tcp is read)."""
+    tree = tmp_path / "net"
+    shutil.copytree(SOCKETS, tree)
+    (tree / name).unlink()
+    os.mkfifo(tree / name)
+    done = tcptune("status", "--source", "proc", "--proc-net", str(tree), "--proc-root", str(tree / "proc_sys"))
+    if name == "tcp6":
+        assert done.returncode == 1
+        assert one_error_line(done.stderr) == f"tcptune: error: cannot read {tree}/tcp6: not a regular file"
+    else:
+        assert done.returncode == 0, done.stderr

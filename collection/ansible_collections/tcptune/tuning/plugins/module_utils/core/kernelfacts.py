@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -111,11 +112,18 @@ def _modules(root: str, release: str) -> frozenset[str] | None:
     found = False
     for listing in ("modules.dep", "modules.builtin"):
         path = os.path.join(root, release, listing)
-        try:
-            with open(path, "rb") as handle:
-                data = handle.read(_MAX_MODULES_DEP + 1)
+        try:  # never blocks on a FIFO in an image tree: non-blocking open, regular files only
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
         except OSError:
             continue
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                continue
+            data = os.read(fd, _MAX_MODULES_DEP + 1)  # a regular file: one read returns all of it up to the bound
+        except OSError:
+            continue
+        finally:
+            os.close(fd)
         if len(data) > _MAX_MODULES_DEP:
             continue
         found = True
