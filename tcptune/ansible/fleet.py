@@ -256,8 +256,14 @@ def run_settings(forks: int | None = None, environ: Mapping[str, str] | None = N
         chosen = min(MAX_FORKS, max(5, FORKS_PER_CPU * cpus))
         origin = f"{FORKS_PER_CPU} per CPU, {cpus} CPU{'s' if cpus != 1 else ''}"
     config = _user_ansible_config(environ)
-    piped = _configured("pipelining", ("ANSIBLE_PIPELINING", "ANSIBLE_SSH_PIPELINING"), environ, config)
-    checking = _configured("host_key_checking", ("ANSIBLE_HOST_KEY_CHECKING",), environ, config)
+    piped = _configured(
+        "pipelining", ("ANSIBLE_PIPELINING", "ANSIBLE_SSH_PIPELINING"), ("defaults", "connection", "ssh_connection"),
+        environ, config,
+    )  # fmt: skip
+    checking = _configured(
+        "host_key_checking", ("ANSIBLE_HOST_KEY_CHECKING", "ANSIBLE_SSH_HOST_KEY_CHECKING"),
+        ("defaults", "ssh_connection"), environ, config,
+    )  # fmt: skip
     check_value = "True" if checking is None or _true(checking[1]) else "False"
     return RunSettings(
         chosen,
@@ -274,16 +280,21 @@ def _true(text: str) -> bool:
 
 
 def _configured(
-    option: str, env_names: tuple[str, ...], environ: Mapping[str, str], config: tuple[str, Any] | None
+    option: str,
+    env_names: tuple[str, ...],
+    sections: tuple[str, ...],
+    environ: Mapping[str, str],
+    config: tuple[str, Any] | None,
 ) -> tuple[str, str] | None:
-    """(where, value) of a setting the user chose: an environment variable, or the ansible.cfg Ansible will read
-    ([defaults], [connection] or [ssh_connection]); None if nobody did."""
-    for name in env_names:
+    """(where, value) of a setting the user chose, as Ansible's ssh connection plugin resolves it: any of its
+    environment variables over the ansible.cfg Ansible will read, and within each, the one listed last wins
+    (ANSIBLE_SSH_PIPELINING over ANSIBLE_PIPELINING, [ssh_connection] over [defaults]); None if nobody did."""
+    for name in reversed(env_names):
         if environ.get(name, "").strip():
             return f"${name}", environ[name]
     if config is not None:
         path, parser = config
-        for section in ("defaults", "connection", "ssh_connection"):
+        for section in reversed(sections):
             if parser.has_option(section, option):
                 return f"{path} [{section}]", parser.get(section, option)
     return None

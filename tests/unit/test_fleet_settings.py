@@ -94,6 +94,23 @@ def test_host_key_checking_turned_off_by_the_user_stays_off(
     assert "host key checking off" in settings.describe(2)
 
 
+def test_the_setting_ansible_reads_last_wins_as_in_its_ssh_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ansible takes the last of an option's environment variables, and of its ini sections, that is set; tcptune
+    passes ANSIBLE_HOST_KEY_CHECKING on explicitly, so it must compute the same value."""
+    (tmp_path / "ansible.cfg").write_text(
+        "[defaults]\nhost_key_checking = False\n[ssh_connection]\nhost_key_checking = True\n"
+    )
+    assert fleet.run_settings().host_key_checking == "True"
+    monkeypatch.setenv("ANSIBLE_HOST_KEY_CHECKING", "True")
+    monkeypatch.setenv("ANSIBLE_SSH_HOST_KEY_CHECKING", "False")
+    assert fleet.run_settings().host_key_checking == "False"
+    monkeypatch.setenv("ANSIBLE_PIPELINING", "True")
+    monkeypatch.setenv("ANSIBLE_SSH_PIPELINING", "False")
+    assert fleet.run_settings().pipelining_origin == "$ANSIBLE_SSH_PIPELINING"
+
+
 def test_describe_says_forks_how_many_hosts_run_at_once_and_ssh(monkeypatch: pytest.MonkeyPatch) -> None:
     cpus(monkeypatch, 2)
     text = fleet.run_settings().describe(100)
