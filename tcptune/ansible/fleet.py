@@ -179,23 +179,48 @@ def _cut(text: str, width: int) -> str:
 
 
 def inventory_hosts(inventory: str, limit: str | None = None) -> list[str]:
-    """Host names the run will cover, for progress and an early, clear error when nothing matches."""
+    """Host names the run will cover, for progress and an early, clear error when nothing matches.
+
+    Ansible explains a broken inventory in a dozen lines of warnings, one block per plugin that tried it; they are
+    held back here and the first plugin's reason becomes part of one error line (a readable inventory's warnings
+    are passed on as they were)."""
+    import io
+
     path = Path(inventory)
     if not path.exists():
         raise FleetError(f"{inventory}: no such inventory file or directory")
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
 
+    said = io.StringIO()
     try:
-        manager = InventoryManager(loader=DataLoader(), sources=[str(path.resolve())])
-        if limit:
-            manager.subset(limit)
-        hosts = [h.name for h in manager.get_hosts("all")]
+        with contextlib.redirect_stderr(said):
+            manager = InventoryManager(loader=DataLoader(), sources=[str(path.resolve())])
+            if limit:
+                manager.subset(limit)
+            hosts = [h.name for h in manager.get_hosts("all")]
     except Exception as exc:  # ansible raises many kinds for a broken inventory
-        raise FleetError(f"{inventory}: cannot read the inventory: {exc}") from None
+        raise FleetError(f"{inventory}: cannot read the inventory: {one_line(exc)}") from None
     if not hosts:
+        problem = _inventory_problem(said.getvalue())
+        if problem:
+            raise FleetError(f"{inventory}: cannot read the inventory: {problem}")
         raise FleetError(f"{inventory}: no hosts" + (f" match --limit {limit}" if limit else ""))
+    if said.getvalue():
+        import sys
+
+        sys.stderr.write(said.getvalue())
     return hosts
+
+
+def _inventory_problem(warnings: str) -> str | None:
+    """'[WARNING]: Failed to parse inventory with 'yaml' plugin: WHY' -> "yaml plugin: WHY" (the first plugin's)."""
+    match = re.search(r"Failed to parse inventory with '([^']+)' plugin: ([^\n]+)", warnings)
+    if match:
+        return _cut(f"{match.group(1)} plugin: {match.group(2)}", 200)
+    if "Unable to parse" in warnings:
+        return "no inventory plugin could parse it"
+    return None
 
 
 # ---- how hosts are reached ---------------------------------------------------------------------------------------

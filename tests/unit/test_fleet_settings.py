@@ -273,6 +273,20 @@ def _run_until_cancelled(self: FakeRunner) -> None:
     self.rc = 254
 
 
+def test_a_broken_inventory_is_one_line_with_ansibles_reason(
+    tmp_path: Path, events: list[dict[str, Any]], fake_ansible: list[FakeRunner], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Not Ansible's dozen lines of warnings, one block per inventory plugin that tried."""
+    events.clear()  # ansible-playbook runs no host on such an inventory
+    path = tmp_path / "inventory.yml"
+    path.write_text("all:\n  hosts: [\n")
+    with pytest.raises(FleetError) as caught:
+        fleet.run_spec(SPEC, str(path))
+    message = str(caught.value)
+    assert message.startswith(f"{path}: cannot read the inventory: ") and "YAML" in message and "\n" not in message
+    assert capsys.readouterr().err == ""
+
+
 def test_a_missing_inventory_fails_before_anything_starts(tmp_path: Path, fake_ansible: list[FakeRunner]) -> None:
     with pytest.raises(FleetError, match="no such inventory"):
         fleet.run_spec(SPEC, str(tmp_path / "missing.ini"))
