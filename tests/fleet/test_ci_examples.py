@@ -194,6 +194,7 @@ def _run_scenarios(kind: str, fleet: nshosts.Fleet, scratch: Path) -> dict[str, 
         "HOME": str(home),
         "LANG": "C.UTF-8",
         "CI": "true",
+        "TMPDIR": str(temp),  # a job's /tmp is its own (a container): what its mktemp makes goes with the scratch dir
     }
 
     def run(event: str, branch: str = "main") -> ci.PipelineRun:

@@ -7,6 +7,7 @@ checks they end identical: live values, the sysctl.d file, the generations, the 
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import json
 import os
@@ -29,6 +30,7 @@ from tcptune.cli import run as cli
 from tcptune.load import load_valid
 
 ROLE_DIR = Path(tempfile.mkdtemp(prefix="tcptune-module-test-"))
+atexit.register(shutil.rmtree, ROLE_DIR, True)  # the loaded module reads it for the whole run; gone at the end
 
 
 def _load_shipped_module() -> ModuleType:
