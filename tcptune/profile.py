@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 
 from . import catalog
 from .errors import Diagnostic, Location, ProfileError
+from .persist import UnsafeFile, read_bounded
 from .values import has_unsafe_characters
 
 # PyYAML compiles one large Unicode character class when imported (yaml.reader.Reader.NON_PRINTABLE): 5 to 10 ms of
@@ -347,31 +348,22 @@ def _read_document(path: Path) -> _Document:
 
 
 def _read_text(path: Path) -> str:
-    """The file's text: a regular file (a link to one is fine), at most MAX_PROFILE_BYTES, UTF-8. Opened without
-    blocking, so that a FIFO or a device named as a profile is refused at once instead of hanging."""
+    """The file's text: a regular file (a link to one is fine), at most MAX_PROFILE_BYTES, UTF-8. Read without
+    blocking (persist.read_bounded), so that a FIFO or a device named as a profile is refused at once."""
     file = str(path)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        data = read_bounded(file, follow=True, limit=MAX_PROFILE_BYTES)
+    except UnsafeFile as exc:
+        if exc.mode is None:
+            raise _unreadable(
+                file, f"file is larger than {MAX_PROFILE_BYTES} bytes; profiles are limited to that"
+            ) from None
+        kind = "a directory" if stat.S_ISDIR(exc.mode) else "a FIFO" if stat.S_ISFIFO(exc.mode) else None
+        raise _unreadable(file, f"not a regular file ({kind or 'a device or socket'}): profiles are files") from None
     except OSError as exc:
         raise _unreadable(file, f"cannot read profile: {exc.strerror or exc}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            kind = "a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO" if stat.S_ISFIFO(info.st_mode) else None
-            raise _unreadable(file, f"not a regular file ({kind or 'a device or socket'}): profiles are files")
-        if info.st_size > MAX_PROFILE_BYTES:
-            raise _unreadable(file, f"file is {info.st_size} bytes; profiles are limited to {MAX_PROFILE_BYTES} bytes")
-        chunks, size = [], 0
-        while chunk := os.read(fd, MAX_PROFILE_BYTES + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_PROFILE_BYTES:
-                raise _unreadable(file, f"file is over {MAX_PROFILE_BYTES} bytes; profiles are limited to that")
-        data = b"".join(chunks)
-    except OSError as exc:
-        raise _unreadable(file, f"cannot read profile: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
+    if data is None:
+        raise _unreadable(file, "cannot read profile: No such file or directory")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

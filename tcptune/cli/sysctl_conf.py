@@ -2,7 +2,6 @@
 existing file without --force)."""
 
 import os
-import stat
 import sys
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 from ..errors import TcptuneError
 from ..importer import import_conf
 from ..output import emit, emit_diagnostics
+from ..persist import UnsafeFile, read_bounded
 from ..profile import PROFILE_NAME
 from ..userfiles import write_file
 from .options import EXIT_ERROR, EXIT_OK
@@ -52,26 +52,13 @@ def import_file(
 def _read(file: str) -> bytes:
     """The file's bytes: a regular file only (never a FIFO or a device), at most MAX_CONF_BYTES."""
     try:
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        data = read_bounded(file, follow=True, limit=MAX_CONF_BYTES)
+    except UnsafeFile as exc:
+        if exc.mode is not None:
+            raise TcptuneError(f"{file}: not a regular file") from None
+        raise TcptuneError(f"{file}: longer than {MAX_CONF_BYTES} bytes") from None
     except OSError as exc:
         raise TcptuneError(f"{file}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise TcptuneError(f"{file}: not a regular file")
-        if info.st_size > MAX_CONF_BYTES:
-            raise TcptuneError(f"{file}: {info.st_size} bytes; sysctl files are limited to {MAX_CONF_BYTES} bytes")
-        chunks, size = [], 0
-        while size <= MAX_CONF_BYTES:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-        if size > MAX_CONF_BYTES:
-            raise TcptuneError(f"{file}: longer than {MAX_CONF_BYTES} bytes")
-        return b"".join(chunks)
-    except OSError as exc:
-        raise TcptuneError(f"{file}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
-    finally:
-        os.close(fd)
+    if data is None:
+        raise TcptuneError(f"{file}: cannot read: no such file or directory")
+    return data

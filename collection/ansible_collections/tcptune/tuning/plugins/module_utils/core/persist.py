@@ -25,8 +25,10 @@ class UnsafeFile(OSError):
     An OSError, so that callers that report ``exc.strerror`` for a failed write say why in plain words.
     """
 
-    def __init__(self, path: str, why: str) -> None:
+    def __init__(self, path: str, why: str, mode: int | None = None) -> None:
         super().__init__(errno.EINVAL, why, path)
+        self.mode = mode
+        """The file type when it is not a regular file (callers word it their own way); None for other reasons."""
 
 
 def file_kind(mode: int) -> str:
@@ -45,7 +47,9 @@ def file_kind(mode: int) -> str:
 
 
 def _not_regular(path: str, mode: int) -> UnsafeFile:
-    return UnsafeFile(path, f"it is a {file_kind(mode)}, not a regular file; refusing to read, write or replace it")
+    return UnsafeFile(
+        path, f"it is a {file_kind(mode)}, not a regular file; refusing to read, write or replace it", mode
+    )
 
 
 def render_sysctl_conf(
@@ -116,7 +120,7 @@ def read_bounded(path: str, *, follow: bool = False, limit: int = MAX_FILE_BYTES
     Opened non-blocking (a FIFO would otherwise wait for a writer forever), then fstat'ed: anything but a regular
     file raises UnsafeFile, as does a file larger than ``limit``. Without ``follow`` a symbolic link is refused too.
     """
-    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
     except FileNotFoundError:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
 from .live import LiveValue, ProcSys
+from .persist import read_bounded
 
 HOST_ONLY_PROBE = "net.ipv4.tcp_mem"
 """Registered only in the initial network namespace: its absence means a child namespace (a container)."""
@@ -112,19 +112,11 @@ def _modules(root: str, release: str) -> frozenset[str] | None:
     found = False
     for listing in ("modules.dep", "modules.builtin"):
         path = os.path.join(root, release, listing)
-        try:  # never blocks on a FIFO in an image tree: non-blocking open, regular files only
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        try:  # never blocks on a FIFO in an image tree; a non-regular or oversized file raises UnsafeFile
+            data = read_bounded(path, follow=True, limit=_MAX_MODULES_DEP)
         except OSError:
             continue
-        try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                continue
-            data = os.read(fd, _MAX_MODULES_DEP + 1)  # a regular file: one read returns all of it up to the bound
-        except OSError:
-            continue
-        finally:
-            os.close(fd)
-        if len(data) > _MAX_MODULES_DEP:
+        if data is None:
             continue
         found = True
         for line in data.decode("utf-8", "replace").splitlines():
