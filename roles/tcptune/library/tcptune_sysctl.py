@@ -289,14 +289,14 @@ import hashlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.tcptune_core_62dfe47a09.engine import Engine, Options
-from ansible.module_utils.tcptune_core_62dfe47a09.failures import CoreError
-from ansible.module_utils.tcptune_core_62dfe47a09.keycheck import kernel_text
-from ansible.module_utils.tcptune_core_62dfe47a09.keyfacts import KEYS, key_scope, known_key
-from ansible.module_utils.tcptune_core_62dfe47a09.owners import compose
-from ansible.module_utils.tcptune_core_62dfe47a09.plan import DIFFERS, OK, REVERT, Desired
-from ansible.module_utils.tcptune_core_62dfe47a09.target import Target
-from ansible.module_utils.tcptune_core_62dfe47a09.values import canonical, has_unsafe_characters
+from ansible.module_utils.tcptune_core_26a96f4dbe.engine import Engine, Options
+from ansible.module_utils.tcptune_core_26a96f4dbe.failures import CoreError
+from ansible.module_utils.tcptune_core_26a96f4dbe.keycheck import kernel_text
+from ansible.module_utils.tcptune_core_26a96f4dbe.keyfacts import KEYS, key_scope, known_key
+from ansible.module_utils.tcptune_core_26a96f4dbe.owners import compose
+from ansible.module_utils.tcptune_core_26a96f4dbe.plan import DIFFERS, OK, REVERT, Desired
+from ansible.module_utils.tcptune_core_26a96f4dbe.target import Target
+from ansible.module_utils.tcptune_core_26a96f4dbe.values import canonical, has_unsafe_characters
 
 MAX_VALUE_BYTES = 4096
 

@@ -39,6 +39,7 @@ from . import catalog, kernel_write
 from .catalog import kernel_write as kernel_write_rule
 from .kernel_write import KernelFacts, State, Unknown
 from .kernelfacts import HOST_ONLY_PROBE
+from .persist import UnsafeFile, read_bounded
 
 ApplierName = Literal["systemd", "procps", "busybox", "none", "unknown"]
 """``none``: nothing applies sysctl.d at boot (decided: a masked unit, an init without one); ``unknown``: which
@@ -211,28 +212,18 @@ def _read(tree: _Tree, path: str) -> _FileText:
     if kind != "ok":
         return _FileText(None)
     try:
-        fd = os.open(host, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    except OSError as exc:
-        return _FileText(None, f"{path}: {exc.strerror}")
-    try:
-        info = os.fstat(fd)
-        if stat.S_ISDIR(info.st_mode):
+        data = read_bounded(host, follow=True, limit=_MAX_FILE_BYTES)
+    except UnsafeFile as exc:
+        if exc.mode is None:
+            return _FileText(None, f"{path} is larger than {_MAX_FILE_BYTES} bytes")
+        if stat.S_ISDIR(exc.mode):
             return _FileText(None)
-        if not stat.S_ISREG(info.st_mode):
-            return _FileText(None, f"{path} is not a regular file (the applier would block on it or read a device)")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= _MAX_FILE_BYTES:
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                return _FileText(b"".join(chunks))
-            chunks.append(chunk)
-            size += len(chunk)
-        return _FileText(None, f"{path} is larger than {_MAX_FILE_BYTES} bytes")
+        return _FileText(None, f"{path} is not a regular file (the applier would block on it or read a device)")
     except OSError as exc:
         return _FileText(None, f"{path}: {exc.strerror}")
-    finally:
-        os.close(fd)
+    if data is None:  # gone since it was resolved
+        return _FileText(None, f"{path}: No such file or directory")
+    return _FileText(data)
 
 
 # ---- what each applier reads, line by line --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ class UnsafeFile(OSError):
     An OSError, so that callers that report ``exc.strerror`` for a failed write say why in plain words.
     """
 
-    def __init__(self, path: str, why: str, mode: int | None = None) -> None:
+    def __init__(self, path: str | bytes, why: str, mode: int | None = None) -> None:
         super().__init__(errno.EINVAL, why, path)
         self.mode = mode
         """The file type when it is not a regular file (callers word it their own way); None for other reasons."""
@@ -46,7 +46,7 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
-def _not_regular(path: str, mode: int) -> UnsafeFile:
+def _not_regular(path: str | bytes, mode: int) -> UnsafeFile:
     return UnsafeFile(
         path, f"it is a {file_kind(mode)}, not a regular file; refusing to read, write or replace it", mode
     )
@@ -114,7 +114,7 @@ def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
     _fsync_dir(directory)
 
 
-def read_bounded(path: str, *, follow: bool = False, limit: int = MAX_FILE_BYTES) -> bytes | None:
+def read_bounded(path: str | bytes, *, follow: bool = False, limit: int = MAX_FILE_BYTES) -> bytes | None:
     """A file's bytes, or None if there is no such file. Never blocks and never reads more than ``limit``.
 
     Opened non-blocking (a FIFO would otherwise wait for a writer forever), then fstat'ed: anything but a regular
