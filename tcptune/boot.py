@@ -32,14 +32,14 @@ import os
 import re
 import stat
 from collections.abc import Callable, Collection, Container, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from . import catalog, kernel_write
 from .catalog import kernel_write as kernel_write_rule
 from .kernel_write import KernelFacts, State, Unknown
 from .kernelfacts import HOST_ONLY_PROBE
 from .persist import UnsafeFile, read_bounded
+from .records import Record
 
 ApplierName = Literal["systemd", "procps", "busybox", "none", "unknown"]
 """``none``: nothing applies sysctl.d at boot (decided: a masked unit, an init without one); ``unknown``: which
@@ -63,7 +63,7 @@ _PROCPS_FILE_GLOB = re.compile(rb"[*?\[{\\]")
 # ---- public values ---------------------------------------------------------------------------------------------------
 
 
-class Applier(NamedTuple):
+class Applier(Record):
     """The program that applies sysctl.d at boot, its version where it could be read, and how that was decided."""
 
     name: ApplierName
@@ -75,7 +75,7 @@ class Applier(NamedTuple):
         return f"{label} {self.version}" if self.version else label
 
 
-class KernelView(NamedTuple):
+class KernelView(Record):
     """What the model needs to know about the kernel the files will meet.
 
     ``names``: every sysctl file, as a /proc/sys-relative slash path (``net/ipv4/tcp_rmem``), so globs can be
@@ -91,7 +91,7 @@ class KernelView(NamedTuple):
     facts: KernelFacts = KernelFacts()
 
 
-class Assignment(NamedTuple):
+class Assignment(Record):
     """One line of a sysctl.d file as the applier understood it. ``via`` names the glob that reached a key."""
 
     key: str
@@ -105,7 +105,7 @@ class Assignment(NamedTuple):
         return f"{self.file}:{self.line}"
 
 
-class Prediction(NamedTuple):
+class Prediction(Record):
     """What one key will hold after the applier ran at boot.
 
     ``ok``: ``value`` was set by ``source``. ``partial``: the kernel refused ``source`` after storing its leading
@@ -196,7 +196,7 @@ class _Tree:
         return names + [name for name in assumed if name not in names]
 
 
-class _FileText(NamedTuple):
+class _FileText(Record):
     data: bytes | None
     """The bytes the applier reads (empty for /dev/null); None if it reads nothing (missing, a directory)."""
     unknown: str | None = None
@@ -229,18 +229,18 @@ def _read(tree: _Tree, path: str) -> _FileText:
 # ---- what each applier reads, line by line --------------------------------------------------------------------------
 
 
-@dataclass
 class _Line:
-    """One parsed assignment before it reaches the kernel: raw key and value bytes, as the applier holds them."""
+    """One parsed assignment before it reaches the kernel: raw key and value bytes, as the applier holds them.
 
-    key: bytes
-    """What the applier uses: the normalised key (systemd) or the key as written (procps)."""
-    value: bytes | None
-    ignore: bool
-    file: str
-    line: int
-    written: bytes
-    """The key as it stands in the file (after the applier's own stripping)."""
+    ``key`` is what the applier uses: the normalised key (systemd) or the key as written (procps); ``written`` the
+    key as it stands in the file (after the applier's own stripping). Mutable (a repeated line may set ``ignore``),
+    and a plain class: dataclasses generate code at import, on the start-up path of ``diff``.
+    """
+
+    __slots__ = ("file", "ignore", "key", "line", "value", "written")
+
+    def __init__(self, key: bytes, value: bytes | None, ignore: bool, file: str, line: int, written: bytes) -> None:
+        self.key, self.value, self.ignore, self.file, self.line, self.written = key, value, ignore, file, line, written
 
     def public(self, via: str | None = None) -> Assignment:
         value = None if self.value is None else _text(self.value)
@@ -421,15 +421,17 @@ def _procps_path(key: bytes) -> bytes:
 # ---- the kernel the writes land in -----------------------------------------------------------------------------------
 
 
-@dataclass
 class _Track:
     """Everything that happened to one key during the run."""
 
-    aimed: list[Assignment] = field(default_factory=list)
-    source: Assignment | None = None
-    partial: bool = False
-    refused: list[tuple[Assignment, str]] = field(default_factory=list)
-    missing: str | None = None
+    __slots__ = ("aimed", "missing", "partial", "refused", "source")
+
+    def __init__(self) -> None:
+        self.aimed: list[Assignment] = []
+        self.source: Assignment | None = None
+        self.partial = False
+        self.refused: list[tuple[Assignment, str]] = []
+        self.missing: str | None = None
 
 
 class _Kernel:
@@ -719,7 +721,7 @@ def _dotted(path: str) -> str:
 # ---- entry points ---------------------------------------------------------------------------------------------------
 
 
-class ConfLine(NamedTuple):
+class ConfLine(Record):
     """One line of a sysctl.d file as systemd-sysctl reads it (for ``tcptune import``)."""
 
     number: int

@@ -9,7 +9,9 @@ Ranges are what a user should be held to, which is often narrower than what the 
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
+
+from .records import Record
 
 Shape = Literal["int", "bool", "enum", "triple", "pair", "string", "names", "portlist"]
 Unit = Literal[
@@ -21,7 +23,7 @@ INT_MAX = 2**31 - 1
 LONG_MAX = 2**63 - 1
 
 
-class ValueHistory(NamedTuple):
+class ValueHistory(Record):
     """Values of a key that only newer kernels accept or understand.
 
     Kernels up to ``older_through`` do not support ``low..high``: they refuse the write (``older_effect`` None) or
@@ -38,7 +40,7 @@ class ValueHistory(NamedTuple):
     """The values in plain words, for messages ("Accurate ECN")."""
 
 
-class Key(NamedTuple):
+class Key(Record):
     """One sysctl key as tcptune understands it."""
 
     name: str
@@ -1377,7 +1379,7 @@ KernelHandler = Literal[
 ]
 
 
-class KernelWrite(NamedTuple):
+class KernelWrite(Record):
     """How a write to one key is parsed and checked by the kernel.
 
     ``int`` is proc_dointvec(_minmax): ``arity`` elements written one by one, so a bad element leaves the earlier

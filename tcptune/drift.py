@@ -12,11 +12,12 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from . import boot
 from .engine import image_path, preflighted, read_kernel
 from .plan import DIFFERS, MISSING, OK, READ_ONLY, REFUSED, UNREADABLE, Desired, Plan, plan
+from .records import Record
 from .target import Target
 from .values import canonical
 
@@ -28,7 +29,7 @@ APPLIERS = ("systemd", "procps")
 """What --boot-applier may choose: the appliers ``boot`` models."""
 
 
-class Where(NamedTuple):
+class Where(Record):
     """An assignment of a sysctl.d file, the file named as on this machine (under the sysctl root)."""
 
     file: str
@@ -42,7 +43,7 @@ class Where(NamedTuple):
         return {"file": self.file, "line": self.line, "value": self.value}
 
 
-class BootState(NamedTuple):
+class BootState(Record):
     """One key as the boot applier will leave it."""
 
     key: str
@@ -126,7 +127,7 @@ def resolve_applier(target: Target, chosen: str | None = None) -> boot.Applier:
     return boot.Applier(chosen, version, "chosen with --boot-applier")  # type: ignore[arg-type]
 
 
-class Drift(NamedTuple):
+class Drift(Record):
     """A diff's answer: the live plan and the boot view; ``drift`` decides the exit code."""
 
     plan: Plan
@@ -220,7 +221,7 @@ def drift(desired: Desired, target: Target, *, check_boot: bool = True, applier:
     return Drift(current, states, True, chosen, reads_own)
 
 
-class Overrides(NamedTuple):
+class Overrides(Record):
     """After tcptune wrote its file: what the boot applier will make of it."""
 
     applier: boot.Applier

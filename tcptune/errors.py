@@ -6,14 +6,15 @@ CLI maps that one root to messages and exit codes in exactly one place; anything
 
 from __future__ import annotations
 
-from typing import Literal, NamedTuple
+from typing import Literal
 
 from .failures import CoreError
+from .records import Record
 
 Severity = Literal["error", "warning"]
 
 
-class Location(NamedTuple):
+class Location(Record):
     """A place in a file, 1-based, as editors and compilers print it."""
 
     file: str
@@ -26,7 +27,7 @@ class Location(NamedTuple):
         return self.file
 
 
-class Diagnostic(NamedTuple):
+class Diagnostic(Record):
     """A problem found in user input: data first, rendered once at the edge."""
 
     severity: Severity

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import NamedTuple
 
 from . import boot, catalog
 from .errors import Diagnostic, Location
 from .profile import KEY_NAME, PROFILE_NAME, RAW_PREFIX, Profile, Setting, raw_key_name
+from .records import Record
 from .validate import validate
 from .values import has_unsafe_characters
 
@@ -21,7 +21,7 @@ _GLOB = re.compile(r"[*?\[]")
 _PLAIN_INT = re.compile(r"^-?\d+$")
 
 
-class Imported(NamedTuple):
+class Imported(Record):
     """The profile text and what reading the file found (errors mean the text must not be used)."""
 
     text: str
@@ -35,7 +35,7 @@ class Imported(NamedTuple):
         return [d for d in self.diagnostics if d.is_error]
 
 
-class _Entry(NamedTuple):
+class _Entry(Record):
     key: str
     value: str
     line: int

@@ -14,7 +14,8 @@ import errno
 import os
 import re
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+
+from .records import Record
 
 _SEGMENT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*")
 MAX_VALUE_BYTES = 1 << 20
@@ -23,7 +24,7 @@ READ_CHUNK = 4096
 """Bytes asked for per read(2): the kernel allocates a buffer as large as each read asks for."""
 
 
-class LiveValue(NamedTuple):
+class LiveValue(Record):
     """One key as the kernel shows it right now."""
 
     key: str

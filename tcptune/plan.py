@@ -9,9 +9,10 @@ Standard library only (with ``live`` and ``values``): shipped to hosts with the 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from .live import LiveValue, order_writes
+from .records import Record
 from .values import canonical
 
 OK, DIFFERS, MISSING, READ_ONLY, UNREADABLE = "ok", "differs", "missing", "read-only", "unreadable"
@@ -30,7 +31,7 @@ STATUS_TEXT = {
 }
 
 
-class Desired(NamedTuple):
+class Desired(Record):
     """What should be in force: a validated profile reduced to what a transaction needs (and a generation keeps)."""
 
     name: str
@@ -49,7 +50,7 @@ class Desired(NamedTuple):
         return {"name": self.name, "fingerprint": self.fingerprint, "source": self.source}
 
 
-class KeyState(NamedTuple):
+class KeyState(Record):
     """One key of the profile as found on this machine."""
 
     key: str
@@ -82,7 +83,7 @@ class KeyState(NamedTuple):
         }
 
 
-class Change(NamedTuple):
+class Change(Record):
     """One write: ``key`` from ``old`` (as the kernel printed it) to ``new`` (as tcptune writes it)."""
 
     key: str
@@ -93,7 +94,7 @@ class Change(NamedTuple):
         return {"key": self.key, "old": self.old, "new": self.new}
 
 
-class Plan(NamedTuple):
+class Plan(Record):
     """Every key's state and the ordered changes that would bring the live system to the desired values."""
 
     profile: str

@@ -13,22 +13,22 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from . import catalog
 from .errors import Diagnostic, Location, ProfileError
 from .persist import UnsafeFile, read_bounded
+from .records import Record
 from .values import has_unsafe_characters
 
-# PyYAML compiles one large Unicode character class when imported (yaml.reader.Reader.NON_PRINTABLE): 5 to 10 ms of
-# CPU, a tenth of a whole `tcptune diff` (bench/diff_latency). Only the pure-Python reader uses it, and profiles are
-# parsed by libyaml wherever PyYAML has it, so that one pattern is compiled when first used instead. Any other
-# pattern, or a PyYAML whose pattern differs, compiles as usual.
-_YAML_NON_PRINTABLE = "[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+# PyYAML compiles a dozen regular expressions when it is imported: its YAML 1.1 resolvers and timestamp constructor
+# (which profiles replace with _CoreSchema below) and the pure-Python reader's large Unicode class (profiles are
+# parsed by libyaml wherever PyYAML has it). That was a tenth of the CPU time of a whole `tcptune diff`
+# (bench/diff_latency), so each pattern PyYAML compiles while it is imported is compiled when first used instead.
 
 
 class _CompiledOnFirstUse:
-    def __init__(self, pattern: str, flags: int) -> None:
+    def __init__(self, pattern: str, flags: int = 0) -> None:
         self._source = (pattern, flags)
         self._compiled: re.Pattern[str] | None = None
 
@@ -39,22 +39,16 @@ class _CompiledOnFirstUse:
 
 
 @contextmanager
-def _non_printable_compiled_on_first_use() -> Iterator[None]:
+def _patterns_compiled_on_first_use() -> Iterator[None]:
     compile_now = re.compile
-
-    def compile_late_if_unused(pattern: Any, flags: int = 0) -> Any:
-        if pattern == _YAML_NON_PRINTABLE:
-            return _CompiledOnFirstUse(pattern, flags)
-        return compile_now(pattern, flags)
-
-    re.compile = compile_late_if_unused  # single-threaded: this module is imported before any thread starts
+    re.compile = _CompiledOnFirstUse  # type: ignore[assignment]  # single-threaded: imported before any thread starts
     try:
         yield
     finally:
         re.compile = compile_now
 
 
-with _non_printable_compiled_on_first_use():
+with _patterns_compiled_on_first_use():
     import yaml
 
 
@@ -70,7 +64,7 @@ PROFILE_NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,99}\Z")
 """A profile name becomes a file header, a role name and an Ansible play name: plain characters only."""
 
 
-class Setting(NamedTuple):
+class Setting(Record):
     """One key's value as written, and where: the unit of "where did this come from"."""
 
     key: str

@@ -18,19 +18,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from .advise import Finding, Thresholds, advise, profile_name_for, profile_text, suggested_values
 from .errors import ProfileError, TcptuneError
 from .failures import CoreError
 from .profile import find_profile, is_path_ref, load_profile
+from .records import Record
 from .sockets import DEFAULT_PROC_NET, Evidence, listener_queues, take_evidence, watch_listeners
 from .target import DEFAULT_STATE_DIR, REAL_PROC_SYS
 from .userfiles import cannot_write, write_file
 from .validate import validate
 
 
-class WrittenProfile(NamedTuple):
+class WrittenProfile(Record):
     path: str
     extends: str
     name: str
@@ -39,7 +40,7 @@ class WrittenProfile(NamedTuple):
         return {"path": self.path, "extends": self.extends, "name": self.name}
 
 
-class Recommendation(NamedTuple):
+class Recommendation(Record):
     evidence: Evidence
     findings: list[Finding]
     suggested: dict[str, str]

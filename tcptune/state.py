@@ -23,12 +23,13 @@ import stat
 import time
 import typing
 from collections.abc import Iterator, Mapping
-from typing import Any, NamedTuple
+from typing import Any
 
 from .failures import LockHeld, MalformedState, StateError
 from .live import split_key
 from .persist import MAX_FILE_BYTES, UnsafeFile, atomic_write, read_bounded
 from .plan import Change
+from .records import Record
 
 FORMAT = 1
 KINDS = ("apply", "rollback", "reset")
@@ -43,13 +44,13 @@ KeyPolicy = typing.Callable[[str], bool]  # typing.Callable: evaluated at run ti
 (a generation's ``raw`` list, under ``net.``) are accepted besides."""
 
 
-class ProfileRecord(NamedTuple):
+class ProfileRecord(Record):
     name: str
     fingerprint: str
     source: str | None = None
 
 
-class Owner(NamedTuple):
+class Owner(Record):
     """One owner's part of a generation (an Ansible role among others on the host): its profile and its keys."""
 
     profile: ProfileRecord
@@ -60,7 +61,7 @@ OWNER_NAME = re.compile(r"[A-Za-z0-9_.-]{0,128}")
 """Owner names: role names ("" is the profile applied by 'tcptune apply' or 'tcptune push', which owns no name)."""
 
 
-class Baseline(NamedTuple):
+class Baseline(Record):
     """A key's value before tcptune managed it: live, and what the sysctl.d files (tcptune's own excluded) set at
     boot. None: unknown (the key could not be read, or no file sets it)."""
 
@@ -68,7 +69,7 @@ class Baseline(NamedTuple):
     boot: str | None
 
 
-class FileRecord(NamedTuple):
+class FileRecord(Record):
     """tcptune's sysctl.d file at a generation: its path, its content (None: no file) and the content it had before
     tcptune first wrote it (None: there was no file)."""
 
@@ -77,7 +78,7 @@ class FileRecord(NamedTuple):
     baseline: str | None
 
 
-class Generation(NamedTuple):
+class Generation(Record):
     """One generation, as ``generations/<number>.json`` holds it."""
 
     number: int
@@ -137,7 +138,7 @@ class Generation(NamedTuple):
         return doc
 
 
-class FileStep(NamedTuple):
+class FileStep(Record):
     """A change to tcptune's sysctl.d file: from ``old`` to ``new`` (None: no file)."""
 
     path: str
@@ -145,7 +146,7 @@ class FileStep(NamedTuple):
     new: str | None
 
 
-class Pending(NamedTuple):
+class Pending(Record):
     """The transaction in flight: enough to finish it (commit) or to return to ``from_`` exactly (recover)."""
 
     from_: int

@@ -38,6 +38,7 @@ MODULE_SOURCE = HERE / "module" / "tcptune_sysctl.py"
 NSHOSTS_SOURCE = HERE / "nshosts.py"
 PACKAGE = HERE.parent
 SHIPPED_CORE = (
+    "records",
     "failures",
     "values",
     "live",

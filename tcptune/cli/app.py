@@ -211,7 +211,3 @@ def _usage_or_bug(exc: Exception) -> int:
     emit(f"tcptune: internal error: {type(exc).__name__}: {exc}", err=True)
     emit("This is a bug in tcptune; please report it with the command you ran.", err=True)
     return EXIT_INTERNAL
-
-
-def main() -> None:
-    sys.exit(run())

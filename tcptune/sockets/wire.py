@@ -17,7 +17,9 @@ import struct
 from collections.abc import Iterator
 from functools import lru_cache
 from operator import itemgetter
-from typing import Any, NamedTuple
+from typing import Any
+
+from ..records import Record
 
 AF_INET, AF_INET6 = _socket.AF_INET, _socket.AF_INET6
 IPPROTO_TCP = _socket.IPPROTO_TCP
@@ -36,7 +38,7 @@ class SourceUnavailable(Exception):
 # ---- field tables -----------------------------------------------------------------------------------------------
 
 
-class Field(NamedTuple):
+class Field(Record):
     """One member of a kernel struct."""
 
     name: str
@@ -118,7 +120,7 @@ class Layout:
         return self.reader("=", **{name: reads[name] for name in self.names})
 
 
-class Reader(NamedTuple):
+class Reader(Record):
     """A struct derived from a Layout, and the names of the fields its tuples hold, in that order."""
 
     struct: struct.Struct
@@ -289,7 +291,7 @@ def check_end(buf: bytes | bytearray | memoryview, offset: int, length: int, mty
         )
 
 
-class SocketRecord(NamedTuple):
+class SocketRecord(Record):
     """Every field of one inet_diag_msg (one socket), numbers in host order.
 
     ``src``/``dst`` are the 16 address bytes as sent (IPv4: the first 4; see ``address_key``); ``interface`` and

@@ -15,6 +15,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[2] / "tcptune"
 
 CORE = {
+    "records",
     "catalog",
     "values",
     "keycheck",

@@ -6,6 +6,7 @@ does not need them must not load them: add new light commands to LIGHT_COMMANDS.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import subprocess
@@ -129,6 +130,32 @@ def test_python_dash_m_and_the_console_script_entry_point_run_the_cli(
     assert script.value == "tcptune.cli:main"
     main = script.load()
     monkeypatch.setattr(sys, "argv", ["tcptune", "--version"])
-    with pytest.raises(SystemExit) as exit_:
-        main()
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            main()
+    finally:
+        gc.unfreeze()  # main sets this interpreter's objects aside from collection; give pytest's back
     assert exit_.value.code == 0 and capsys.readouterr().out.startswith("tcptune ")
+
+
+def test_importing_the_cli_package_leaves_start_up_to_its_entry_point() -> None:
+    probe = "import sys, tcptune.cli; print(sorted({m.split('.')[0] for m in sys.modules} & {'typer', 'click'}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_entry_point_runs_the_command_with_the_collector_on_and_start_up_set_aside() -> None:
+    """Long commands (push, status --watch) must still collect garbage; what start-up made is frozen once."""
+    probe = (
+        "import gc, sys\n"
+        "import tcptune.cli, tcptune.cli.app as app\n"
+        "def command():\n"
+        "    print(gc.isenabled(), gc.get_freeze_count())\n"
+        "    return 0\n"
+        "app.run = command\n"
+        "tcptune.cli.main()\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    enabled, frozen = proc.stdout.split()
+    assert enabled == "True" and int(frozen) > 10_000

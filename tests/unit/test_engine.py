@@ -665,6 +665,7 @@ SHIPPED = (
     "catalog",
     "kernel_write",
     "boot",
+    "records",
 )
 
 

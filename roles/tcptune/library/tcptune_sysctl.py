@@ -289,14 +289,14 @@ import hashlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.tcptune_core_26a96f4dbe.engine import Engine, Options
-from ansible.module_utils.tcptune_core_26a96f4dbe.failures import CoreError
-from ansible.module_utils.tcptune_core_26a96f4dbe.keycheck import kernel_text
-from ansible.module_utils.tcptune_core_26a96f4dbe.keyfacts import KEYS, key_scope, known_key
-from ansible.module_utils.tcptune_core_26a96f4dbe.owners import compose
-from ansible.module_utils.tcptune_core_26a96f4dbe.plan import DIFFERS, OK, REVERT, Desired
-from ansible.module_utils.tcptune_core_26a96f4dbe.target import Target
-from ansible.module_utils.tcptune_core_26a96f4dbe.values import canonical, has_unsafe_characters
+from ansible.module_utils.tcptune_core_5af28eace7.engine import Engine, Options
+from ansible.module_utils.tcptune_core_5af28eace7.failures import CoreError
+from ansible.module_utils.tcptune_core_5af28eace7.keycheck import kernel_text
+from ansible.module_utils.tcptune_core_5af28eace7.keyfacts import KEYS, key_scope, known_key
+from ansible.module_utils.tcptune_core_5af28eace7.owners import compose
+from ansible.module_utils.tcptune_core_5af28eace7.plan import DIFFERS, OK, REVERT, Desired
+from ansible.module_utils.tcptune_core_5af28eace7.target import Target
+from ansible.module_utils.tcptune_core_5af28eace7.values import canonical, has_unsafe_characters
 
 MAX_VALUE_BYTES = 4096
 

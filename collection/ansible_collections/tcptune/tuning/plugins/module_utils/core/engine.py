@@ -21,7 +21,7 @@ import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple, NoReturn
+from typing import NoReturn
 
 from . import boot, kernelfacts, persist, preflight
 from .failures import Refused, RestoreIncomplete, StateError, Undone
@@ -41,6 +41,7 @@ from .plan import (
     plan,
     split_blocked,
 )
+from .records import Record
 from .state import (
     Baseline,
     FileRecord,
@@ -59,7 +60,7 @@ from .values import canonical, same
 APPLY, ROLLBACK, RESET = "apply", "rollback", "reset"
 
 
-class Options(NamedTuple):
+class Options(Record):
     """How ``apply`` converges."""
 
     skip_missing: bool = False
@@ -73,7 +74,7 @@ class Options(NamedTuple):
     their baseline) and leave management; they are no longer persisted."""
 
 
-class Recipe(NamedTuple):
+class Recipe(Record):
     """What a transition converges to: re-planned from it under the lock."""
 
     kind: str
@@ -83,7 +84,7 @@ class Recipe(NamedTuple):
     """For a rollback: the generation to return to (0: nothing managed)."""
 
 
-class Transition(NamedTuple):
+class Transition(Record):
     """A planned transaction: from generation ``from_`` to ``to``, the writes, the file, the new generation."""
 
     recipe: Recipe
@@ -115,7 +116,7 @@ class Transition(NamedTuple):
         return bool(self.plan.changes) or self.file is not None
 
 
-class Result(NamedTuple):
+class Result(Record):
     """What an executed transition did."""
 
     transition: Transition
@@ -127,7 +128,7 @@ class Result(NamedTuple):
     warnings: tuple[str, ...]
 
 
-class Recovery(NamedTuple):
+class Recovery(Record):
     """What ``recover`` did: ``action`` is "nothing" (no pending transaction), "completed" (its generation had been
     committed: only the record was removed) or "restored" (the machine is back at generation ``pending.from_``)."""
 
@@ -159,7 +160,7 @@ def interrupted_text(pending: Pending, path: str) -> str:
 # ---- planning: pure, from facts read beforehand ----------------------------------------------------------------------
 
 
-class Facts(NamedTuple):
+class Facts(Record):
     """What a plan is made from: read without the lock to show a plan, and again under it to execute."""
 
     current: int

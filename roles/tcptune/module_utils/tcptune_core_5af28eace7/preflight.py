@@ -13,11 +13,12 @@ the earlier writes of the same plan leave behind: the kernel checks ``ip_local_p
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from . import catalog, kernel_write
 from .kernelfacts import Facts, parse_version
 from .live import LiveValue, order_writes
+from .records import Record
 from .values import canonical
 
 if TYPE_CHECKING:
@@ -29,7 +30,7 @@ CONGESTION = "net.ipv4.tcp_congestion_control"
 ALLOWED_CONGESTION = "net.ipv4.tcp_allowed_congestion_control"
 
 
-class Verdict(NamedTuple):
+class Verdict(Record):
     """What writing one key would do on this kernel. ``raw``: a key of the profile's raw: mapping."""
 
     key: str

@@ -7,11 +7,11 @@ CLI, the engine and the evidence readers agree on them. Standard library only: s
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from .failures import BadTarget
 from .live import ProcSys
 from .persist import DEFAULT_FILE_NAME
+from .records import Record
 
 REAL_PROC_SYS = "/proc/sys"
 REAL_PROC_NET = "/proc/net"
@@ -20,7 +20,7 @@ DEFAULT_STATE_DIR = "/var/lib/tcptune"
 DEFAULT_SYSCTL_DIR = "/etc/sysctl.d"
 
 
-class Target(NamedTuple):
+class Target(Record):
     """A machine to act on: its /proc/sys, tcptune's state directory and the sysctl.d tree."""
 
     proc_root: str = REAL_PROC_SYS

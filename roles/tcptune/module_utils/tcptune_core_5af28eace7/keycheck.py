@@ -9,8 +9,9 @@ Standard library only (with the shipped ``values``): shipped to hosts, with the 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple, Optional, Protocol, Tuple  # noqa: UP035 - the NamedTuple is evaluated on hosts
+from typing import Protocol
 
+from .records import Record
 from .values import Parsed, ValueProblem, format_kernel, parse_value
 
 
@@ -39,7 +40,7 @@ class Facts(Protocol):
     def elements(self) -> tuple[str, ...]: ...
 
 
-class KeyFacts(NamedTuple):
+class KeyFacts(Record):
     """The catalog's facts about one key as shipped to hosts (generated from ``catalog.Key``)."""
 
     name: str
@@ -47,13 +48,13 @@ class KeyFacts(NamedTuple):
     unit: str
     scope: str
     units_accepted: bool = False
-    minimum: Optional[int] = None  # noqa: UP045
-    maximum: Optional[int] = None  # noqa: UP045
-    choices: Tuple[str, ...] = ()  # noqa: UP006
-    choice_meanings: Tuple[str, ...] = ()  # noqa: UP006
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    choice_meanings: tuple[str, ...] = ()
     open_choices: bool = False
-    elements: Tuple[str, ...] = ()  # noqa: UP006
-    removed: Optional[str] = None  # noqa: UP045
+    elements: tuple[str, ...] = ()
+    removed: str | None = None
 
 
 KERNEL_CHECKS_ORDER = frozenset({"net.ipv4.ip_local_port_range"})

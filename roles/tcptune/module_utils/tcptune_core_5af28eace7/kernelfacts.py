@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
 
 from .live import LiveValue, ProcSys
 from .persist import read_bounded
+from .records import Record
 
 HOST_ONLY_PROBE = "net.ipv4.tcp_mem"
 """Registered only in the initial network namespace: its absence means a child namespace (a container)."""
@@ -23,7 +23,7 @@ _MAX_MODULES_DEP = 8 * 1024 * 1024
 _VERSION = re.compile(r"^(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-class Facts(NamedTuple):
+class Facts(Record):
     """The running kernel as preflight sees it; None where it could not be read."""
 
     release: str | None = None

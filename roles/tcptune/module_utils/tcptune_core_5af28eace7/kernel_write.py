@@ -12,10 +12,10 @@ Whatever cannot be told exactly is an ``Unknown`` with its reason, never a guess
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import NamedTuple, Tuple, Union  # noqa: UP035
+from typing import Tuple, Union  # noqa: UP035
 
 from .catalog import KernelWrite
+from .records import Record
 
 Value = Union[Tuple[int, ...], str]  # noqa: UP006, UP007 - evaluated at run time on hosts (Python >= 3.8)
 
@@ -32,17 +32,32 @@ _AFTER_NUMBER = frozenset(b" \t\n")  # proc_wspace_sep
 _HEX = frozenset(b"0123456789abcdefABCDEF")
 
 
-@dataclass(frozen=True)
 class Unknown:
-    """A value (or outcome) the model cannot tell, and why. (Not a tuple, so it never equals a value.)"""
+    """A value (or outcome) the model cannot tell, and why. (Not a tuple, so it never equals a value.)
 
-    reason: str
+    A plain class, not a frozen dataclass: dataclasses generate and compile code at import, half a millisecond per
+    class on the start-up path of ``diff`` (bench/diff_latency).
+    """
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __eq__(self, other: object) -> bool:
+        return other.__class__ is Unknown and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(self.reason)
+
+    def __repr__(self) -> str:
+        return f"Unknown(reason={self.reason!r})"
 
 
 State = Union[Value, Unknown]  # noqa: UP007 - evaluated at run time on hosts (Python >= 3.8)
 
 
-class KernelFacts(NamedTuple):
+class KernelFacts(Record):
     """Facts about the target kernel that some writes depend on; None where not known."""
 
     hz: int | None = None
@@ -51,7 +66,7 @@ class KernelFacts(NamedTuple):
     """Congestion-control names a write to tcp_congestion_control may set (in a child namespace: the allowed list)."""
 
 
-class Written(NamedTuple):
+class Written(Record):
     """What one write did: accepted (None if it cannot be told), the key's value afterwards, and why."""
 
     accepted: bool | None
