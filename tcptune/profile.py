@@ -27,6 +27,9 @@ from .values import has_unsafe_characters
 # (bench/diff_latency), so each pattern PyYAML compiles while it is imported is compiled when first used instead.
 
 
+_compile_now = re.compile
+
+
 class _CompiledOnFirstUse:
     def __init__(self, pattern: str, flags: int = 0) -> None:
         self._source = (pattern, flags)
@@ -34,18 +37,17 @@ class _CompiledOnFirstUse:
 
     def __getattr__(self, name: str) -> Any:
         if self._compiled is None:
-            self._compiled = re.compile(*self._source)
+            self._compiled = _compile_now(*self._source)
         return getattr(self._compiled, name)
 
 
 @contextmanager
 def _patterns_compiled_on_first_use() -> Iterator[None]:
-    compile_now = re.compile
     re.compile = _CompiledOnFirstUse  # type: ignore[assignment]  # single-threaded: imported before any thread starts
     try:
         yield
     finally:
-        re.compile = compile_now
+        re.compile = _compile_now
 
 
 with _patterns_compiled_on_first_use():
