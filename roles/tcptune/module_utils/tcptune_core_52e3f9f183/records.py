@@ -3,7 +3,7 @@
 typing.NamedTuple checks every field's annotation when it creates the class; with ``from __future__ import
 annotations`` (which the core needs for the Python 3.8 hosts it is shipped to) each annotation is a string that it
 compiles into a ForwardRef. tcptune defines some forty records on the path of every command, and that checking was
-a tenth of a short command's CPU time (bench/diff_latency). Type checkers see typing.NamedTuple itself; at run time
+about 6% of a short command's CPU time (bench/diff_latency). Type checkers see typing.NamedTuple itself; at run time
 a ``class X(Record)`` is the same collections.namedtuple typing.NamedTuple makes (fields, defaults, methods,
 docstring, ``__annotations__`` as written), only without the checks nobody reads.
 """
