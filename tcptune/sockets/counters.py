@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from .proc_tcp import open_proc_file
+from ..persist import open_regular
 
 COUNTERS: tuple[tuple[str, str], ...] = (
     ("TcpExt.ListenOverflows", "a listener's accept queue was full: a completed connection was dropped"),
@@ -64,7 +64,7 @@ MAX_COUNTER_FILE_BYTES = 1 << 20
 def _read_text(path: str) -> str | None:
     """The file's text, or None where it is missing, unreadable or not a regular file (never blocks on a FIFO)."""
     try:
-        with open_proc_file(path) as handle:
+        with open_regular(path, follow=True) as handle:
             return handle.read(MAX_COUNTER_FILE_BYTES).decode("ascii", errors="replace")
     except OSError:
         return None

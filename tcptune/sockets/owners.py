@@ -6,8 +6,9 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from ..persist import open_regular
 from .netlink import netlink_inodes
-from .proc_tcp import open_proc_file, proc_inodes
+from .proc_tcp import proc_inodes
 from .tally import SocketCounts
 from .wire import SourceUnavailable
 
@@ -52,7 +53,7 @@ def find_owners(inodes: Iterable[int], proc: str) -> dict[int, tuple[int, str]]:
                 hits.append(inode)
         if hits:
             try:
-                with open_proc_file(os.path.join(proc, pid_text, "comm")) as handle:
+                with open_regular(os.path.join(proc, pid_text, "comm"), follow=True) as handle:
                     name = handle.read(256).decode("utf-8", errors="replace").strip()  # TASK_COMM_LEN is 16
             except OSError:
                 name = "?"

@@ -3,33 +3,16 @@
 from __future__ import annotations
 
 import os
-import stat
 import struct
 from collections.abc import Iterable
-from typing import Any, BinaryIO
+from typing import Any
 
 from ..errors import LiveStateError
+from ..persist import UnsafeFile, open_regular
 from .states import LISTEN, N_STATES
 from .tally import Address, SocketCounts, Tally, service_key
 
 FILES = ("tcp", "tcp6")
-
-
-class NotRegular(OSError):
-    """A FIFO, device or directory where a /proc/net file should be (``--proc-net``): never read, never waited on."""
-
-
-def open_proc_file(path: str) -> BinaryIO:
-    """Open a /proc/net file for reading without ever blocking: O_NONBLOCK at open (a FIFO opens at once), then
-    anything but a regular file (/proc's files are regular) is refused with NotRegular."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotRegular(f"{path} is not a regular file")
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 def proc_address(text: bytes) -> Address:
@@ -77,12 +60,12 @@ def read_proc(proc_net: str, ephemeral: tuple[int, int]) -> SocketCounts:
     for name in FILES:
         path = os.path.join(proc_net, name)
         try:
-            with open_proc_file(path) as handle:
+            with open_regular(path, follow=True) as handle:  # never waits on a FIFO under --proc-net
                 found.append(path)
                 parse_proc_net_tcp(handle, tally)
         except FileNotFoundError:
             continue
-        except NotRegular:
+        except UnsafeFile:
             raise LiveStateError(f"cannot read {path}: not a regular file") from None
         except OSError as exc:
             raise LiveStateError(f"cannot read {path}: {exc.strerror}") from None
@@ -104,7 +87,7 @@ def proc_inodes(
     found: dict[int, list[int]] = {key: [] for key in keys}
     for name in FILES:
         try:
-            handle = open_proc_file(os.path.join(proc_net, name))
+            handle = open_regular(os.path.join(proc_net, name), follow=True)
         except OSError:
             continue
         with handle:
@@ -130,7 +113,7 @@ def proc_listeners(proc_net: str) -> list[tuple[Address, int, int]]:
     found: list[tuple[Address, int, int]] = []
     for name in FILES:
         try:
-            handle = open_proc_file(os.path.join(proc_net, name))
+            handle = open_regular(os.path.join(proc_net, name), follow=True)
         except OSError:
             continue
         with handle:

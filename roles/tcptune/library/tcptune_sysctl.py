@@ -289,14 +289,14 @@ import hashlib
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.tcptune_core_52e3f9f183.engine import Engine, Options
-from ansible.module_utils.tcptune_core_52e3f9f183.failures import CoreError
-from ansible.module_utils.tcptune_core_52e3f9f183.keycheck import kernel_text
-from ansible.module_utils.tcptune_core_52e3f9f183.keyfacts import KEYS, key_scope, known_key
-from ansible.module_utils.tcptune_core_52e3f9f183.owners import compose
-from ansible.module_utils.tcptune_core_52e3f9f183.plan import DIFFERS, OK, REVERT, Desired
-from ansible.module_utils.tcptune_core_52e3f9f183.target import Target
-from ansible.module_utils.tcptune_core_52e3f9f183.values import canonical, has_unsafe_characters
+from ansible.module_utils.tcptune_core_feacfeeef4.engine import Engine, Options
+from ansible.module_utils.tcptune_core_feacfeeef4.failures import CoreError
+from ansible.module_utils.tcptune_core_feacfeeef4.keycheck import kernel_text
+from ansible.module_utils.tcptune_core_feacfeeef4.keyfacts import KEYS, key_scope, known_key
+from ansible.module_utils.tcptune_core_feacfeeef4.owners import compose
+from ansible.module_utils.tcptune_core_feacfeeef4.plan import DIFFERS, OK, REVERT, Desired
+from ansible.module_utils.tcptune_core_feacfeeef4.target import Target
+from ansible.module_utils.tcptune_core_feacfeeef4.values import canonical, has_unsafe_characters
 
 MAX_VALUE_BYTES = 4096
 

@@ -13,6 +13,7 @@ import errno
 import os
 import stat
 from collections.abc import Collection, Mapping
+from typing import BinaryIO
 
 DEFAULT_FILE_NAME = "90-tcptune.conf"
 MAX_FILE_BYTES = 1 << 20
@@ -114,17 +115,13 @@ def atomic_write(path: str, text: str, mode: int = 0o644) -> None:
     _fsync_dir(directory)
 
 
-def read_bounded(path: str | bytes, *, follow: bool = False, limit: int = MAX_FILE_BYTES) -> bytes | None:
-    """A file's bytes, or None if there is no such file. Never blocks and never reads more than ``limit``.
-
-    Opened non-blocking (a FIFO would otherwise wait for a writer forever), then fstat'ed: anything but a regular
-    file raises UnsafeFile, as does a file larger than ``limit``. Without ``follow`` a symbolic link is refused too.
-    """
+def open_regular(path: str | bytes, *, follow: bool = False) -> BinaryIO:
+    """A regular file opened for reading, never blocking: opened non-blocking (a FIFO would otherwise wait for a
+    writer forever), then fstat'ed. Anything but a regular file raises UnsafeFile, and so does a symbolic link
+    without ``follow``; a missing file raises FileNotFoundError."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY | (0 if follow else os.O_NOFOLLOW)
     try:
         fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None
     except OSError as exc:
         if exc.errno == errno.ELOOP and not follow:
             raise _not_regular(path, stat.S_IFLNK) from None
@@ -133,19 +130,24 @@ def read_bounded(path: str | bytes, *, follow: bool = False, limit: int = MAX_FI
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             raise _not_regular(path, mode)
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = os.read(fd, min(1 << 16, limit + 1 - size))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    finally:
+        return os.fdopen(fd, "rb")
+    except BaseException:
         os.close(fd)
-    if size > limit:
+        raise
+
+
+def read_bounded(path: str | bytes, *, follow: bool = False, limit: int = MAX_FILE_BYTES) -> bytes | None:
+    """A file's bytes, or None if there is no such file. Never blocks (``open_regular``) and never reads more than
+    ``limit``: a larger file raises UnsafeFile."""
+    try:
+        handle = open_regular(path, follow=follow)
+    except FileNotFoundError:
+        return None
+    with handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
         raise UnsafeFile(path, f"it is larger than {limit} bytes; refusing to read it")
-    return b"".join(chunks)
+    return data
 
 
 def read_own_file(path: str) -> str | None:
