@@ -212,13 +212,19 @@ def drift(desired: Desired, target: Target, *, check_boot: bool = True, applier:
     current = preflighted(current, desired.values, kernel, desired.raw)
     if not check_boot:
         return Drift(current, (), False)
-    chosen = resolve_applier(target, applier)
+    chosen, own, reads_own = _applier_and_own_file(target, applier)
     predictions = boot.predict(target.sysctl_root, desired.values, chosen, boot.kernel_view(target.proc_root))
-    own = image_path(target, target.own_file)
-    files = boot.files_read(target.sysctl_root, chosen, [own] if own else [])
-    reads_own = None if files is None else own in files
     states = boot_states(desired.values, predictions, own, target.sysctl_root)
     return Drift(current, states, True, chosen, reads_own)
+
+
+def _applier_and_own_file(target: Target, applier: str | None) -> tuple[boot.Applier, str | None, bool | None]:
+    """The boot applier, tcptune's sysctl.d file as it names the file (None: outside the sysctl root), and whether
+    it reads that file at boot once the file exists (None: cannot be told)."""
+    chosen = resolve_applier(target, applier)
+    own = image_path(target, target.own_file)
+    files = boot.files_read(target.sysctl_root, chosen, [own] if own else [])
+    return chosen, own, None if files is None else own in files
 
 
 class Overrides(Record):
@@ -233,10 +239,7 @@ class Overrides(Record):
 
 def overrides(values: Mapping[str, str], target: Target, applier: str | None = None) -> Overrides:
     """Keys of ``values`` that another sysctl.d file sets differently at boot, over tcptune's own file."""
-    chosen = resolve_applier(target, applier)
-    own = image_path(target, target.own_file)
-    files = boot.files_read(target.sysctl_root, chosen)
-    read = None if files is None else own in files
+    chosen, own, read = _applier_and_own_file(target, applier)
     if not read:
         return Overrides(chosen, read, [])
     predictions = boot.predict(target.sysctl_root, values, chosen, boot.kernel_view(target.proc_root))
