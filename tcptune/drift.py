@@ -304,7 +304,6 @@ def prometheus_text(result: Drift | None, *, generation: int | None, checked_at:
     number = math.nan if generation is None else float(generation)
     help_text = "The current generation (0: nothing managed; NaN: the state directory could not be read)."
     _metric(lines, "tcptune_generation", "gauge", help_text, [("", number)])
-    summary = result.as_dict()["summary"] if result else {}
     _metric(lines, "tcptune_managed_keys", "gauge", "Keys checked.", [("", len(keys))])
     _metric(
         lines,
@@ -318,7 +317,7 @@ def prometheus_text(result: Drift | None, *, generation: int | None, checked_at:
         "tcptune_preflight_refused_keys",
         "gauge",
         "Keys whose desired value this kernel would refuse.",
-        [("", summary.get("refused", 0))],
+        [("", result.plan.counts()[REFUSED] if result else 0)],
     )
     if result is not None and result.check_boot:
         _metric(
