@@ -343,11 +343,15 @@ SYSTEM_ANSIBLE_CFG = "/etc/ansible/ansible.cfg"
 
 
 def ansible_config_file(environ: Mapping[str, str] | None = None) -> str | None:
-    """The ansible.cfg Ansible reads for our runs: $ANSIBLE_CONFIG, ./ansible.cfg, ~/.ansible.cfg, then the system's
-    (ansible-runner runs elsewhere, so ``_run`` hands a ./ansible.cfg on explicitly)."""
+    """The ansible.cfg Ansible reads for our runs, the first that exists of: $ANSIBLE_CONFIG (a directory: the
+    ansible.cfg in it), ./ansible.cfg, ~/.ansible.cfg, the system's. One answer for the settings tcptune computes
+    (``run_settings``) and for ansible-playbook, which ansible-runner starts elsewhere (``_run`` names the file)."""
     environ = os.environ if environ is None else environ
     home = environ.get("HOME") or os.path.expanduser("~")
-    candidates = [environ.get("ANSIBLE_CONFIG") or "", "ansible.cfg", os.path.join(home, ".ansible.cfg")]
+    configured = environ.get("ANSIBLE_CONFIG") or ""
+    if configured and os.path.isdir(configured):
+        configured = os.path.join(configured, "ansible.cfg")
+    candidates = [configured, "ansible.cfg", os.path.join(home, ".ansible.cfg")]
     for candidate in [*candidates, SYSTEM_ANSIBLE_CFG]:
         if candidate and os.path.isfile(candidate):
             return os.path.abspath(candidate)
@@ -584,9 +588,9 @@ def _run(
         "ANSIBLE_LOCAL_TEMP": str(private / "tmp"),
         **settings.envvars(),
     }
-    config = os.environ.get("ANSIBLE_CONFIG") or ("ansible.cfg" if os.path.isfile("ansible.cfg") else None)
-    if config:  # ansible-runner runs in its own directory: keep the user's ansible.cfg from here
-        envvars["ANSIBLE_CONFIG"] = os.path.abspath(config)
+    config = ansible_config_file()
+    if config:  # ansible-runner runs in its own directory: name the file Ansible would read from here
+        envvars["ANSIBLE_CONFIG"] = config
     envvars.update(env)
     envvars["PATH"] = os.path.dirname(playbook) + os.pathsep + os.environ.get("PATH", "/usr/bin:/bin")
     cancel = threading.Event()

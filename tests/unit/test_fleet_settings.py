@@ -189,6 +189,33 @@ def test_run_passes_the_chosen_forks_and_pipelining_to_ansible(
     assert started == [["h1"]] and [h.status for h in result.hosts] == ["ok"]
 
 
+@pytest.mark.parametrize("where", ["cwd", "env-file", "env-dir", "env-missing", "home"])
+def test_ansible_playbook_reads_the_ansible_cfg_whose_settings_tcptune_computed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_ansible: list[FakeRunner], where: str
+) -> None:
+    """ansible-runner starts ansible-playbook in a private directory: it is pointed at the file Ansible would read
+    from here, the same file the pipelining and host key settings were read from."""
+    cfg = {
+        "cwd": tmp_path / "ansible.cfg",
+        "env-file": tmp_path / "elsewhere.cfg",
+        "env-dir": tmp_path / "conf" / "ansible.cfg",
+        "env-missing": tmp_path / "ansible.cfg",
+        "home": tmp_path / "home" / ".ansible.cfg",
+    }[where]
+    cfg.parent.mkdir(parents=True, exist_ok=True)
+    cfg.write_text("[defaults]\nhost_key_checking = False\n")
+    if where == "env-file":
+        monkeypatch.setenv("ANSIBLE_CONFIG", str(cfg))
+    elif where == "env-dir":
+        monkeypatch.setenv("ANSIBLE_CONFIG", str(cfg.parent))
+    elif where == "env-missing":
+        monkeypatch.setenv("ANSIBLE_CONFIG", str(tmp_path / "no-such.cfg"))
+    fleet.run_spec(SPEC, inventory(tmp_path))
+    (runner,) = fake_ansible
+    assert runner.kwargs["envvars"]["ANSIBLE_CONFIG"] == str(cfg)
+    assert runner.kwargs["envvars"]["ANSIBLE_HOST_KEY_CHECKING"] == "False"
+
+
 def test_forks_option_and_the_users_pipelining_reach_ansible_unchanged(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_ansible: list[FakeRunner]
 ) -> None:
